@@ -1,0 +1,42 @@
+"""Settings from the environment (prefix PARKCAST_), validated once at start-up."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="PARKCAST_", extra="ignore")
+
+    data_dir: Path = Field(default=Path(".parkcast"), description="Local data folder (SQLite, objects)")
+    store: Literal["sqlite", "dynamodb"] = "sqlite"
+    object_store_url: str | None = Field(
+        default=None, description="fsspec URL of the object store; default file://<data_dir>/objects"
+    )
+    dynamodb_table_prefix: str = "parkcast"
+    aws_region: str = "eu-west-2"
+    # NORMAL survives a killed process (WAL); FULL also survives power loss at some write cost.
+    sqlite_synchronous: Literal["NORMAL", "FULL"] = "NORMAL"
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(default=8000, ge=0, le=65535)
+    # Readings stamped further ahead than this are refused: the device clock is wrong.
+    max_clock_skew_s: int = Field(default=300, ge=0)
+    log_level: str = "INFO"
+
+    @property
+    def sqlite_path(self) -> Path:
+        return self.data_dir / "parkcast.sqlite3"
+
+    @property
+    def objects_url(self) -> str:
+        return self.object_store_url or (self.data_dir.resolve() / "objects").as_uri()
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,247 @@
+"""Use cases behind every adapter: the FastAPI routes, the Lambda handlers and the CLI
+all call these functions, so validation and semantics are identical everywhere."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from pydantic import TypeAdapter, ValidationError
+
+from parking_core.contracts import Device, Lot, PutOutcome, Reading
+from parking_core.store import ConflictError, Store, hash_api_key
+
+MAX_BATCH = 100
+MAX_RANGE = timedelta(days=62)
+MAX_QUERY_ROWS = 20_000
+
+_readings_adapter = TypeAdapter(list[Reading])
+
+
+@dataclass
+class FieldError:
+    field: str
+    message: str
+
+
+class ServiceError(Exception):
+    """An error the caller can act on; adapters map `status` to HTTP codes."""
+
+    status = 400
+    code = "bad_request"
+
+    def __init__(self, message: str, fields: Sequence[FieldError] = ()):
+        super().__init__(message)
+        self.message = message
+        self.fields = list(fields)
+
+    def to_dict(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"code": self.code, "message": self.message}
+        if self.fields:
+            body["fields"] = [{"field": f.field, "message": f.message} for f in self.fields]
+        return {"error": body}
+
+
+class InvalidInput(ServiceError):
+    status = 422
+    code = "validation_error"
+
+
+class Unauthenticated(ServiceError):
+    status = 401
+    code = "unauthenticated"
+
+
+class Forbidden(ServiceError):
+    status = 403
+    code = "forbidden"
+
+
+class NotFound(ServiceError):
+    status = 404
+    code = "not_found"
+
+
+class Conflict(ServiceError):
+    status = 409
+    code = "conflict"
+
+
+def _field_path(loc: tuple[Any, ...]) -> str:
+    path = ""
+    for part in loc:
+        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+    return path or "body"
+
+
+def invalid_from_pydantic(exc: ValidationError, prefix: tuple[Any, ...] = (), drop: int = 0) -> InvalidInput:
+    """Field paths like readings[3].occupied; `drop` removes leading loc parts the caller never sent."""
+    fields = [
+        FieldError(_field_path(prefix + tuple(err["loc"])[drop:]), err["msg"].removeprefix("Value error, "))
+        for err in exc.errors()
+    ]
+    summary = "; ".join(f"{f.field}: {f.message}" for f in fields[:5])
+    return InvalidInput(f"invalid reading: {summary}", fields)
+
+
+def parse_readings_payload(payload: Any) -> list[Reading]:
+    """One reading as an object, or a batch as {"readings": [...]} or a bare list."""
+    if isinstance(payload, dict) and "readings" in payload:
+        if set(payload) != {"readings"}:
+            extra = sorted(set(payload) - {"readings"})
+            raise InvalidInput("unexpected fields beside readings", [FieldError(extra[0], "unexpected field")])
+        items, prefix = payload["readings"], ("readings",)
+    elif isinstance(payload, list):
+        items, prefix = payload, ()
+    elif isinstance(payload, dict):
+        items, prefix = [payload], None
+    else:
+        raise InvalidInput("body must be a reading object or {\"readings\": [...]}", [FieldError("body", "wrong type")])
+    if not isinstance(items, list) or not items:
+        raise InvalidInput("readings must be a non-empty list", [FieldError("readings", "must be a non-empty list")])
+    if len(items) > MAX_BATCH:
+        raise InvalidInput(
+            f"at most {MAX_BATCH} readings per request", [FieldError("readings", f"{len(items)} > {MAX_BATCH}")]
+        )
+    try:
+        return _readings_adapter.validate_python(items)
+    except ValidationError as exc:
+        # A single object was wrapped in a list here: its index 0 means nothing to the caller.
+        raise invalid_from_pydantic(exc, prefix or (), drop=1 if prefix is None else 0) from None
+
+
+def authenticate(store: Store, api_key: str | None) -> Device:
+    if not api_key:
+        raise Unauthenticated("missing X-API-Key header")
+    device = store.device_for_key_hash(hash_api_key(api_key))
+    if device is None or not device.active:
+        raise Unauthenticated("unknown or revoked API key")
+    return device
+
+
+@dataclass
+class IngestResult:
+    outcomes: list[PutOutcome] = field(default_factory=list)
+
+    @property
+    def created(self) -> int:
+        return self.outcomes.count("created")
+
+    @property
+    def duplicates(self) -> int:
+        return self.outcomes.count("duplicate")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"accepted": self.created, "duplicates": self.duplicates, "results": self.outcomes}
+
+
+def check_readings(
+    store: Store,
+    readings: Sequence[Reading],
+    device: Device | None,
+    now: datetime,
+    max_clock_skew: timedelta,
+    single: bool = False,
+) -> None:
+    """Rules that need the store or the clock; contract rules ran at parse time."""
+    lots: dict[str, Lot | None] = {}
+    for i, r in enumerate(readings):
+        where = "" if single else f"readings[{i}]."
+        if r.lot_id not in lots:
+            lots[r.lot_id] = store.get_lot(r.lot_id)
+        if lots[r.lot_id] is None:
+            raise InvalidInput(f"unknown lot {r.lot_id!r}", [FieldError(f"{where}lot_id", "unknown lot")])
+        if device is not None and (r.lot_id != device.lot_id or r.device_id != device.device_id):
+            raise Forbidden(
+                f"device {device.device_id!r} may only write its own readings for lot {device.lot_id!r}",
+                [FieldError(f"{where}lot_id" if r.lot_id != device.lot_id else f"{where}device_id", "not yours")],
+            )
+        if r.observed_at > now + max_clock_skew:
+            raise InvalidInput(
+                f"observed_at {r.observed_at.isoformat()} is in the future (device clock wrong?)",
+                [FieldError(f"{where}observed_at", "in the future")],
+            )
+
+
+def ingest_readings(
+    store: Store,
+    payload: Any,
+    device: Device | None,
+    max_clock_skew: timedelta = timedelta(minutes=5),
+    now: datetime | None = None,
+) -> IngestResult:
+    """Validate everything first, then store all-or-nothing. Nothing is half-written."""
+    readings = parse_readings_payload(payload)
+    single = isinstance(payload, dict) and "readings" not in payload
+    check_readings(store, readings, device, now or datetime.now(UTC), max_clock_skew, single)
+    try:
+        return IngestResult(store.put_readings(readings))
+    except ConflictError as exc:
+        where = ["body"] if single else [f"readings[{i}]" for i in exc.conflicts]
+        raise Conflict(str(exc), [FieldError(w, "same key, different values") for w in where]) from None
+
+
+# -- read side ---------------------------------------------------------------------------
+
+
+def lot_summary(store: Store, lot: Lot) -> dict[str, Any]:
+    latest = store.latest_reading(lot.lot_id)
+    return {
+        **lot.model_dump(),
+        "latest": None
+        if latest is None
+        else {
+            "observed_at": latest.observed_at.isoformat(),
+            "device_id": latest.device_id,
+            "occupied": latest.occupied,
+            "capacity": latest.capacity,
+            "occupancy_rate": round(latest.occupied / latest.capacity, 4),
+        },
+    }
+
+
+def list_lots(store: Store) -> list[dict[str, Any]]:
+    return [lot_summary(store, lot) for lot in store.list_lots()]
+
+
+def get_lot(store: Store, lot_id: str) -> Lot:
+    lot = store.get_lot(lot_id)
+    if lot is None:
+        raise NotFound(f"no lot {lot_id!r}", [FieldError("lot_id", "unknown lot")])
+    return lot
+
+
+def _parse_time(name: str, value: str | None) -> datetime | None:
+    if value is None or value == "":
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.strip().replace(" ", "+") if "T" in value else value.strip())
+    except ValueError:
+        raise InvalidInput(f"{name}: not an ISO 8601 time", [FieldError(name, "not an ISO 8601 time")]) from None
+    if parsed.tzinfo is None:
+        raise InvalidInput(f"{name}: needs a UTC offset", [FieldError(name, "needs a UTC offset")])
+    return parsed.astimezone(UTC)
+
+
+def readings_between(
+    store: Store,
+    lot_id: str,
+    start: str | None,
+    end: str | None,
+    limit: int | None = None,
+    now: datetime | None = None,
+) -> list[Reading]:
+    """Readings of one lot in [start, end); default: the last 24 hours."""
+    get_lot(store, lot_id)
+    end_t = _parse_time("end", end) or (now or datetime.now(UTC))
+    start_t = _parse_time("start", start) or end_t - timedelta(days=1)
+    if start_t >= end_t:
+        raise InvalidInput("start must be before end", [FieldError("start", "not before end")])
+    if end_t - start_t > MAX_RANGE:
+        raise InvalidInput(f"range longer than {MAX_RANGE.days} days", [FieldError("end", "range too long")])
+    limit = MAX_QUERY_ROWS if limit is None else limit
+    if not 1 <= limit <= MAX_QUERY_ROWS:
+        raise InvalidInput(f"limit must be 1..{MAX_QUERY_ROWS}", [FieldError("limit", "out of range")])
+    return store.query_readings(lot_id, start_t, end_t, limit=limit)

@@ -1,0 +1,116 @@
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from parking_core.config import Settings
+from parking_core.contracts import Lot, Reading
+from parking_core.demo import free_port, wait_http
+from parking_core.store.sqlite import SQLiteStore
+
+REPO = Path(__file__).resolve().parent.parent
+SAMPLE_CSV = REPO / "data" / "sample" / "birmingham_occupancy.csv"
+
+# moto and boto3 must never reach AWS.
+os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
+os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+os.environ.setdefault("AWS_SECURITY_TOKEN", "testing")
+os.environ.setdefault("AWS_SESSION_TOKEN", "testing")
+os.environ.setdefault("AWS_DEFAULT_REGION", "eu-west-2")
+
+
+def make_lot(lot_id: str = "LOT-A", capacity: int = 100) -> Lot:
+    return Lot(lot_id=lot_id, name=f"Lot {lot_id}", capacity=capacity, timezone="Europe/London")
+
+
+T0 = datetime(2016, 10, 4, 8, 0, tzinfo=UTC)
+
+
+def make_reading(i: int = 0, lot_id: str = "LOT-A", device_id: str = "cam-1", occupied: int = 10, **kw) -> Reading:
+    return Reading(
+        lot_id=lot_id,
+        device_id=device_id,
+        observed_at=kw.pop("observed_at", T0 + timedelta(minutes=30 * i)),
+        capacity=kw.pop("capacity", 100),
+        occupied=occupied,
+        **kw,
+    )
+
+
+@pytest.fixture
+def sqlite_store(tmp_path: Path) -> Iterator[SQLiteStore]:
+    store = SQLiteStore(tmp_path / "store.sqlite3")
+    yield store
+    store.close()
+
+
+@pytest.fixture
+def dynamodb_store():
+    from moto import mock_aws
+
+    from parking_core.store.dynamodb import DynamoDBStore
+
+    with mock_aws():
+        store = DynamoDBStore(table_prefix="test", region="eu-west-2")
+        store.create_tables()
+        yield store
+
+
+@pytest.fixture(params=["sqlite", "dynamodb"])
+def store(request):
+    """The same contract suite runs against every adapter."""
+    return request.getfixturevalue(f"{request.param}_store")
+
+
+@dataclass
+class LiveServer:
+    url: str
+    proc: subprocess.Popen
+    data_dir: Path
+    port: int
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        os.kill(self.proc.pid, sig)
+        self.proc.wait(timeout=20)
+
+
+def start_server(data_dir: Path, port: int | None = None, workers: int = 1) -> LiveServer:
+    port = port or free_port()
+    env = {**os.environ, "PARKCAST_DATA_DIR": str(data_dir)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "parking_core.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
+         "--workers", str(workers)],
+        env=env,
+        cwd=REPO,
+    )
+    url = f"http://127.0.0.1:{port}"
+    wait_http(f"{url}/healthz", timeout=60, proc=proc)
+    return LiveServer(url, proc, data_dir, port)
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    d = tmp_path / "data"
+    d.mkdir()
+    return d
+
+
+@pytest.fixture
+def settings(data_dir: Path) -> Settings:
+    return Settings(data_dir=data_dir)
+
+
+@pytest.fixture
+def live_server(data_dir: Path) -> Iterator[LiveServer]:
+    server = start_server(data_dir)
+    yield server
+    if server.proc.poll() is None:
+        server.kill(signal.SIGTERM)
