@@ -10,8 +10,8 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
-
 from conftest import REPO, SAMPLE_CSV, make_lot, start_server
+
 from parking_core.devices import register_device
 from parking_core.store.sqlite import SQLiteStore
 

@@ -3,9 +3,9 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from conftest import T0
 from pydantic import ValidationError
 
-from conftest import T0
 from parking_core.contracts import OVERCAPACITY_TOLERANCE, Forecast, ForecastStep, Lot, Reading, SlotState
 
 BASE = {"lot_id": "Broad Street", "device_id": "cam-1", "observed_at": "2016-10-04T08:00:00+01:00",

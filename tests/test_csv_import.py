@@ -5,8 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
-
 from conftest import SAMPLE_CSV
+
+from parking_core.contracts import Reading
 from parking_core.csv_import import (
     BIRMINGHAM,
     ColumnMapping,
@@ -16,7 +17,6 @@ from parking_core.csv_import import (
     parse_local_time,
     read_readings,
 )
-from parking_core.contracts import Reading
 
 
 @pytest.fixture(scope="module")

@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-
 from conftest import T0, make_lot, make_reading
+
 from parking_core.contracts import Device, Forecast, ForecastStep, SlotState
 from parking_core.store import ConflictError, DeviceExistsError, NotFoundError, hash_api_key
 

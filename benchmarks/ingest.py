@@ -1,0 +1,132 @@
+"""Ingestion throughput and latency against the real server on loopback.
+
+    .venv/bin/python benchmarks/ingest.py [--workers 1] [--single 6000] [--batches 600] [--concurrency 16]
+
+Starts `parkcast serve` on a free port over a fresh SQLite file, then drives it with a
+small asyncio HTTP/1.1 keep-alive client (cheap enough to leave the server most of the CPU)
+and prints readings/s and per-request p50/p99 for single and batched POSTs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from parking_core.contracts import Lot  # noqa: E402
+from parking_core.demo import Supervisor, free_port, wait_http  # noqa: E402
+from parking_core.devices import register_device  # noqa: E402
+from parking_core.store.sqlite import SQLiteStore  # noqa: E402
+
+T0 = datetime(2020, 1, 1, tzinfo=UTC)
+
+
+def request_bytes(port: int, key: str, body: dict | list) -> bytes:
+    payload = json.dumps(body).encode()
+    head = (
+        f"POST /v1/readings HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n"
+        f"X-API-Key: {key}\r\nContent-Length: {len(payload)}\r\n\r\n"
+    )
+    return head.encode() + payload
+
+
+async def connection(port: int, requests: list[bytes], latencies: list[float], statuses: list[int]) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    for req in requests:
+        t = time.perf_counter()
+        writer.write(req)
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = 0
+        for line in head.split(b"\r\n"):
+            if line.lower().startswith(b"content-length:"):
+                length = int(line.split(b":")[1])
+        await reader.readexactly(length)
+        latencies.append(time.perf_counter() - t)
+        statuses.append(int(head.split(b" ", 2)[1]))
+    writer.close()
+
+
+async def drive(port: int, requests: list[bytes], concurrency: int) -> tuple[float, list[float], list[int]]:
+    latencies: list[float] = []
+    statuses: list[int] = []
+    shards = [requests[i::concurrency] for i in range(concurrency)]
+    t = time.perf_counter()
+    await asyncio.gather(*(connection(port, s, latencies, statuses) for s in shards))
+    return time.perf_counter() - t, latencies, statuses
+
+
+def pct(values: list[float], q: float) -> float:
+    return statistics.quantiles(values, n=100)[int(q) - 1] * 1000
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--single", type=int, default=6000, help="single-reading POSTs")
+    ap.add_argument("--batches", type=int, default=600, help="POSTs of --batch-size readings")
+    ap.add_argument("--batch-size", type=int, default=100)
+    ap.add_argument("--concurrency", type=int, default=16)
+    args = ap.parse_args()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        store = SQLiteStore(Path(tmp) / "parkcast.sqlite3")
+        store.put_lot(Lot(lot_id="BENCH", name="bench", capacity=500))
+        device, key = register_device(store, "BENCH", "bench-cam")
+        store.close()
+
+        port = free_port()
+        sup = Supervisor()
+        env = {**os.environ, "PARKCAST_DATA_DIR": tmp}
+        proc = sup.start(
+            "api",
+            [sys.executable, "-m", "parking_core.cli", "serve", "--port", str(port), "--workers", str(args.workers)],
+            env,
+        )
+        try:
+            wait_http(f"http://127.0.0.1:{port}/healthz", proc=proc)
+
+            def reading(i: int) -> dict:
+                t = T0 + timedelta(seconds=i)
+                return {"lot_id": "BENCH", "device_id": device.device_id, "observed_at": t.isoformat(),
+                        "capacity": 500, "occupied": i % 500}
+
+            rows = []
+            warm = [request_bytes(port, key, reading(10**8 + i)) for i in range(200)]
+            asyncio.run(drive(port, warm, args.concurrency))
+
+            single = [request_bytes(port, key, reading(i)) for i in range(args.single)]
+            elapsed, lat, st = asyncio.run(drive(port, single, args.concurrency))
+            assert set(st) == {201}, set(st)
+            rows.append(("single", 1, args.single, args.single / elapsed, pct(lat, 50), pct(lat, 99)))
+
+            base = 10**7
+            batches = [
+                request_bytes(port, key, {"readings": [reading(base + b * args.batch_size + k)
+                                                       for k in range(args.batch_size)]})
+                for b in range(args.batches)
+            ]
+            elapsed, lat, st = asyncio.run(drive(port, batches, args.concurrency))
+            assert set(st) == {201}, set(st)
+            n = args.batches * args.batch_size
+            rows.append(("batch", args.batch_size, n, n / elapsed, pct(lat, 50), pct(lat, 99)))
+        finally:
+            sup.stop()
+
+    print(f"\nparkcast ingest benchmark: {os.cpu_count()} cores, {args.workers} worker(s), "
+          f"{args.concurrency} connections, SQLite WAL synchronous=NORMAL")
+    print(f"{'mode':<8} {'per POST':>8} {'readings':>9} {'readings/s':>11} {'p50 ms':>8} {'p99 ms':>8}")
+    for mode, size, n, rate, p50, p99 in rows:
+        print(f"{mode:<8} {size:>8} {n:>9} {rate:>11,.0f} {p50:>8.2f} {p99:>8.2f}")
+
+
+if __name__ == "__main__":
+    main()

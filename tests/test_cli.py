@@ -1,0 +1,105 @@
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import httpx
+from click.testing import CliRunner
+from conftest import REPO, SAMPLE_CSV
+
+from parking_core import config
+from parking_core.cli import main
+from parking_core.demo import free_port
+
+
+def run(args, data_dir):
+    config.get_settings.cache_clear()
+    os.environ["PARKCAST_DATA_DIR"] = str(data_dir)
+    try:
+        return CliRunner().invoke(main, args, catch_exceptions=False)
+    finally:
+        del os.environ["PARKCAST_DATA_DIR"]
+        config.get_settings.cache_clear()
+
+
+def test_import_lots_devices(data_dir):
+    r = run(["import-csv", str(SAMPLE_CSV)], data_dir)
+    assert r.exit_code == 0 and "accepted: 28744" in r.output and "rejected: 12" in r.output
+    assert "negative occupied" in r.output
+
+    r = run(["lots", "--json"], data_dir)
+    lots = json.loads(r.output)
+    assert len(lots) == 29 and lots[0]["latest"]["observed_at"].startswith("2016-12-05")
+
+    r = run(["devices", "add", "BHMBCCMKT01"], data_dir)
+    assert r.exit_code == 0
+    key = r.output.strip().splitlines()[-1]
+    assert key.startswith("pk_") and len(key) > 40
+    r = run(["devices", "add", "BHMBCCMKT01", "--device-id", "gate"], data_dir)
+    assert r.exit_code == 0
+    r = run(["devices", "add", "BHMBCCMKT01", "--device-id", "gate"], data_dir)
+    assert r.exit_code != 0 and "already exists" in r.output
+    r = run(["devices", "add", "NOWHERE"], data_dir)
+    assert r.exit_code != 0 and "no lot" in r.output
+
+    r = run(["devices", "list"], data_dir)
+    assert "BHMBCCMKT01-cam-1" in r.output and "active" in r.output
+    # The key itself is never stored or listed.
+    assert key not in r.output
+    assert key.encode() not in (data_dir / "parkcast.sqlite3").read_bytes()
+
+    assert run(["devices", "revoke", "gate"], data_dir).exit_code == 0
+    assert "revoked" in run(["devices", "list"], data_dir).output
+    assert run(["devices", "revoke", "ghost"], data_dir).exit_code != 0
+
+
+def test_import_errors_are_clear(data_dir, tmp_path):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("a,b\n1,2\n")
+    r = run(["import-csv", str(bad)], data_dir)
+    assert r.exit_code != 0 and "missing column" in r.output
+    r = run(["import-csv", str(bad), "--columns", "lot=a,time=b"], data_dir)
+    assert r.exit_code != 0 and "missing capacity, occupied" in r.output
+
+
+def test_demo_brings_the_system_up_and_stops_on_sigint(tmp_path):
+    port = free_port()
+    env = {**os.environ, "PARKCAST_DATA_DIR": str(tmp_path / "demo")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "parking_core.cli", "demo", "--port", str(port)],
+        env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True)
+    reader.start()
+    try:
+        deadline = time.monotonic() + 120
+        while not any("parkcast is up" in line for line in lines):
+            assert proc.poll() is None and time.monotonic() < deadline, "".join(lines)
+            time.sleep(0.1)
+        lots = httpx.get(f"http://127.0.0.1:{port}/v1/lots").json()
+        assert len(lots) == 29
+        saved = json.loads((tmp_path / "demo" / "demo-device.json").read_text())
+        r = httpx.post(
+            f"http://127.0.0.1:{port}/v1/readings",
+            headers={"X-API-Key": saved["api_key"]},
+            json={"lot_id": saved["lot_id"], "device_id": saved["device_id"],
+                  "observed_at": "2016-12-06T08:00:00+00:00", "capacity": 577, "occupied": 60},
+        )
+        assert r.status_code == 201
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=30)
+        reader.join(timeout=5)
+    assert proc.returncode == 0, "".join(lines)
+    # Its API child is gone too.
+    try:
+        httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
+        raise AssertionError("API still answering after demo stopped")
+    except httpx.TransportError:
+        pass
