@@ -3,7 +3,7 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
-EXTRAS := dev,pipeline,aws,edge
+EXTRAS := dev,pipeline,aws,edge,serve
 
 .PHONY: test demo lint lock benchmarks clean-demo
 

@@ -140,6 +140,150 @@ def devices_revoke(device_id: str) -> None:
     click.echo(f"revoked {device.device_id} at {device.revoked_at:%Y-%m-%d %H:%M:%S} UTC")
 
 
+def _train_config(horizon: int, architectures: str, max_epochs: int | None, seed: int):
+    from parking_core.forecasting.training import TrainConfig
+
+    cfg = TrainConfig(horizon=horizon, architectures=tuple(a.strip() for a in architectures.split(",")), seed=seed)
+    if max_epochs is not None:
+        cfg.max_epochs = max_epochs
+    return cfg
+
+
+_model_options = [
+    click.option(
+        "--architectures", default="tft,nhits", show_default=True, help="Candidates; the best on validation is kept."
+    ),
+    click.option("--max-epochs", type=int, default=None, help="Cap on epochs per candidate (early stopping decides)."),
+    click.option("--seed", type=int, default=42, show_default=True),
+]
+
+
+def _with_model_options(fn):
+    for option in reversed(_model_options):
+        fn = option(fn)
+    return fn
+
+
+def _read_csv(path: Path, columns: str | None, timezone: str | None):
+    from parking_core.csv_import import BIRMINGHAM, BIRMINGHAM_TIMEZONE, ColumnMapping, CsvFormatError, read_frame
+
+    try:
+        mapping = ColumnMapping.parse(columns) if columns else BIRMINGHAM
+        frame, rejected = read_frame(path, mapping, timezone or BIRMINGHAM_TIMEZONE, strict=True)
+    except CsvFormatError as exc:
+        raise click.ClickException(str(exc)) from None
+    if rejected:
+        click.echo(f"{path.name}: {len(rejected)} rows dropped by cleaning rules (first: {rejected[0]})", err=True)
+    return frame
+
+
+@main.command()
+@click.option("--train", "train_csv", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--test", "test_csv", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--horizon", type=int, default=8, show_default=True, help="Steps ahead (grid slots).")
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="PRED.csv to write.")
+@click.option("--columns", default=None, help="Column mapping, as for import-csv.")
+@click.option("--timezone", default=None, help="IANA timezone of naive times (default Europe/London).")
+@click.option("--step-minutes", type=int, default=30, show_default=True)
+@click.option("--save-model", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Keep the model package fitted on TRAIN here.")
+@_with_model_options
+def backtest(train_csv, test_csv, horizon, out, columns, timezone, step_minutes, save_model, architectures,
+             max_epochs, seed) -> None:
+    """Fit on TRAIN only, then walk through TEST forecasting every later slot of each day."""
+    from parking_core.csv_import import BIRMINGHAM_TIMEZONE
+    from parking_core.forecasting.workflows import backtest as run
+
+    tz = timezone or BIRMINGHAM_TIMEZONE
+    train_frame = _read_csv(train_csv, columns, tz)
+    test_frame = _read_csv(test_csv, columns, tz)
+    cfg = _train_config(horizon, architectures, max_epochs, seed)
+    try:
+        report = run(train_frame, test_frame, tz, step_minutes, horizon, cfg, package_dir=save_model)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    report.result.predictions_csv().to_csv(out, index=False, float_format="%.5f")
+    click.echo(f"MAE of the occupancy rate per horizon (intra-day), {len(report.result.scored())} scored points:")
+    click.echo(report.table())
+    click.echo(f"predictions: {out}")
+
+
+@main.command()
+@click.option("--csv", "csv_path", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="Train on this CSV instead of the store.")
+@click.option("--columns", default=None)
+@click.option("--timezone", default=None)
+@click.option("--horizon", type=int, default=8, show_default=True)
+@click.option("--step-minutes", type=int, default=30, show_default=True)
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Package folder (default <data dir>/models/<version>).")
+@_with_model_options
+def train(csv_path, columns, timezone, horizon, step_minutes, out, architectures, max_epochs, seed) -> None:
+    """Train the forecaster on every lot and write a model package."""
+    from parking_core.forecasting.models_dir import install_package, store_training_frame
+    from parking_core.forecasting.workflows import train_package
+
+    settings = get_settings()
+    if csv_path is not None:
+        tz = timezone or "Europe/London"
+        frame = _read_csv(csv_path, columns, tz)
+    else:
+        frame, tz, step_minutes = store_training_frame(_store())
+    cfg = _train_config(horizon, architectures, max_epochs, seed)
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        package, _ = train_package(frame, tz, step_minutes, Path(out or tmp) / "package", cfg)
+        target = package.path if out else install_package(settings, package)
+    metrics = package.metrics
+    click.echo(f"model {package.version} ({metrics['selected']}) -> {target}")
+    for arch, m in metrics["candidates"].items():
+        click.echo(f"  {arch:<6} validation intra-day MAE {m['val_intraday_mae']:.4f}  epochs {m['epochs']}")
+    for name, mae in metrics["validation_baselines_mae"].items():
+        click.echo(f"  {name:<13} validation intra-day MAE {mae:.4f}")
+
+
+@main.command()
+@click.option("--lot", "lot_id", required=True)
+@click.option("--at", default=None, help="Forecast origin, ISO 8601 (naive = the lot's local time); default now.")
+@click.option("--model", "model_dir", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+              help="Model package (default: the current one in the data folder).")
+@click.option("--json", "as_json", is_flag=True)
+@click.option("--save", is_flag=True, help="Store the forecast.")
+def forecast(lot_id, at, model_dir, as_json, save) -> None:
+    """Forecast a lot's next hours with the ONNX model (onnxruntime)."""
+    from zoneinfo import ZoneInfo
+
+    from parking_core.forecasting.models_dir import current_package
+    from parking_core.forecasting.package import ModelPackage
+    from parking_core.forecasting.serve import forecast_lot
+    from parking_core.forecasting.workflows import parse_local
+
+    store = _store()
+    lot = store.get_lot(lot_id)
+    if lot is None:
+        raise click.ClickException(f"no lot {lot_id!r}")
+    try:
+        package = ModelPackage.load(model_dir) if model_dir else current_package(get_settings())
+        when = parse_local(at, lot.timezone) if at else None
+    except (ValueError, FileNotFoundError) as exc:
+        raise click.ClickException(str(exc)) from None
+    result = forecast_lot(store, lot_id, package, package.forecaster(), at=when)
+    if save:
+        store.put_forecast(result)
+    if as_json:
+        click.echo(result.model_dump_json(indent=2))
+        return
+    zone = ZoneInfo(lot.timezone)
+    click.echo(f"{lot_id}: model {result.model_version} ({result.source}), issued {result.issued_at.astimezone(zone)}")
+    click.echo(f"{'local time':<17} {'p10':>6} {'p50':>6} {'p90':>6} {'P(free)':>8}")
+    for step in result.steps:
+        click.echo(
+            f"{step.target_time.astimezone(zone):%Y-%m-%d %H:%M}  {step.p10:>6.3f} {step.p50:>6.3f} {step.p90:>6.3f} "
+            f"{step.prob_free:>8.3f}"
+        )
+
+
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=int, default=None, help="API port (default PARKCAST_API_PORT, 8000).")

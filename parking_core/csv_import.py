@@ -67,6 +67,8 @@ BIRMINGHAM_TIMEZONE = "Europe/London"
 class Rejection:
     line: int
     reason: str
+    # "malformed": the row cannot be read; "rule": it was read but breaks a cleaning rule.
+    kind: str = "rule"
 
     def __str__(self) -> str:
         return f"line {self.line}: {self.reason}"
@@ -150,7 +152,8 @@ def read_readings(
                 yield line, Rejection(line, f"invalid {where}: {err['msg'].removeprefix('Value error, ')}")
                 continue
             except ValueError as exc:
-                yield line, Rejection(line, str(exc))
+                malformed = "negative" not in str(exc)
+                yield line, Rejection(line, str(exc), "malformed" if malformed else "rule")
                 continue
             yield line, reading
 
@@ -210,3 +213,25 @@ def import_csv(
     bar.close()
     report.rejected.sort(key=lambda r: r.line)
     return report
+
+
+def read_frame(path: Path | str, mapping: ColumnMapping, timezone: str, strict: bool = True):
+    """Readings of a CSV as a DataFrame (lot_id, observed_at, occupied, capacity) for modelling.
+
+    strict: a malformed row (unreadable time or number) raises CsvFormatError naming the line;
+    rows that break a cleaning rule are dropped either way and returned as rejections.
+    """
+    import pandas as pd
+
+    rows: list[tuple] = []
+    rejected: list[Rejection] = []
+    for _, item in read_readings(path, mapping, timezone, "csv"):
+        if isinstance(item, Rejection):
+            if strict and item.kind == "malformed":
+                raise CsvFormatError(f"{path}: line {item.line}: {item.reason}")
+            rejected.append(item)
+        else:
+            rows.append((item.lot_id, item.observed_at, item.occupied, item.capacity))
+    frame = pd.DataFrame(rows, columns=["lot_id", "observed_at", "occupied", "capacity"])
+    frame["observed_at"] = pd.to_datetime(frame["observed_at"], utc=True)
+    return frame.drop_duplicates(), rejected

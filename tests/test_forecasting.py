@@ -1,0 +1,299 @@
+"""Forecaster: baselines, no-peeking, ONNX parity, cold start, the CLI. Models here are tiny
+(one short epoch on a few lots) so the suite stays fast; quality is measured by the benchmark."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import SAMPLE_CSV
+
+from parking_core.csv_import import BIRMINGHAM, read_frame
+from parking_core.forecasting.backtest import run_backtest
+from parking_core.forecasting.baselines import baseline_point_forecasts
+from parking_core.forecasting.grid import readings_to_cube
+from parking_core.forecasting.package import ModelPackage
+from parking_core.forecasting.windows import request_at
+
+LOTS = ["BHMBCCMKT01", "BHMEURBRD01", "Broad Street", "NIA South", "Shopping", "Others-CCCPS8"]
+SPLIT = pd.Timestamp("2016-11-21", tz="Europe/London")
+
+
+@pytest.fixture(scope="session")
+def readings():
+    frame, _ = read_frame(SAMPLE_CSV, BIRMINGHAM, "Europe/London")
+    return frame[frame["lot_id"].isin(LOTS)].reset_index(drop=True)
+
+
+@pytest.fixture(scope="session")
+def train_frame(readings):
+    return readings[readings["observed_at"] < SPLIT]
+
+
+def tiny_config(architecture: str):
+    from parking_core.forecasting.training import TrainConfig
+
+    # NHiTS also goes through the refit on every day; TFT keeps its validated weights.
+    return TrainConfig(architectures=(architecture,), max_epochs=1, limit_train_batches=12, hidden_size=8,
+                       batch_size=64, refit=architecture == "nhits")
+
+
+_PACKAGES: dict[str, ModelPackage] = {}
+
+
+def trained(architecture: str, train_frame, tmp_path_factory) -> ModelPackage:
+    from parking_core.forecasting.workflows import train_package
+
+    if architecture not in _PACKAGES:
+        out = tmp_path_factory.mktemp(architecture) / "package"
+        _PACKAGES[architecture], _ = train_package(
+            train_frame, "Europe/London", 30, out, tiny_config(architecture), progress=False
+        )
+    return _PACKAGES[architecture]
+
+
+@pytest.fixture(scope="session", params=["tft", "nhits"])
+def package(request, train_frame, tmp_path_factory) -> ModelPackage:
+    return trained(request.param, train_frame, tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def tft_package(train_frame, tmp_path_factory) -> ModelPackage:
+    return trained("tft", train_frame, tmp_path_factory)
+
+
+def test_baseline_formulas():
+    h = np.full((8, 4), np.nan, dtype=np.float32)
+    h[0] = [0.1, 0.2, 0.3, 0.4]  # a week before day 7
+    h[7, :2] = [0.15, 0.35]  # today, origin at slot 1
+    out = baseline_point_forecasts(h, 7, 1, 2)
+    assert out["persistence"].tolist() == pytest.approx([0.35, 0.35])
+    assert out["weekly_naive"].tolist() == pytest.approx([0.3, 0.4])
+    # last week's target + (now - last week at the origin slot) = 0.3 + (0.35 - 0.2)
+    assert out["weekly_level"].tolist() == pytest.approx([0.45, 0.55])
+    # A missing origin value: the last observation before it stands in.
+    h[7, 1] = np.nan
+    assert baseline_point_forecasts(h, 7, 1, 1)["persistence"][0] == pytest.approx(0.15)
+
+
+def test_package_contents(package):
+    files = {p.name for p in package.path.iterdir()}
+    assert {"manifest.json", "preprocessing.json", "model.onnx", "model.ckpt", "metrics.json"} <= files
+    m = package.manifest
+    assert m["training_window"] == {"first_day": "2016-10-04", "last_day": "2016-11-20"}
+    assert len(m["data_hash"]) == 64 and m["code_version"] and m["config"]["seed"] == 42
+    assert package.metrics["selected"] in ("tft", "nhits")
+    assert set(package.metrics["validation_baselines_mae"]) == {"persistence", "weekly_naive", "weekly_level"}
+    assert package.preprocessing["input_spec"]["categorical_codes"]["lot_id"]
+
+
+def test_torch_and_onnx_agree(package, readings):
+    """The exported graph against the torch model on real windows, within 1e-4."""
+
+    from parking_core.forecasting.training import TorchForecaster
+    from parking_core.forecasting.windows import WindowBuilder
+
+    assert package.metrics["onnx_max_abs_diff"] <= 1e-4
+    onnx = package.forecaster()
+    cls = {"tft": "TemporalFusionTransformer", "nhits": "NHiTS"}[package.manifest["architecture"]]
+    import pytorch_forecasting
+
+    model = getattr(pytorch_forecasting, cls).load_from_checkpoint(package.path / "model.ckpt")
+    model.eval()
+    torch_forecaster = TorchForecaster(model, WindowBuilder(onnx.spec, onnx.builder.profile, onnx.builder.holidays))
+    cube = readings_to_cube(readings, "Europe/London", 30, spec=package.grid)
+    requests = [
+        request_at(lot, float(cube.capacity[i]), cube.days, cube.rate[i], d, s, onnx.horizon)
+        for i, lot in enumerate(cube.lots) for d in (50, 60) for s in (0, 9, 16)
+    ]
+    windows = onnx.builder.batch(requests)
+    diff = np.abs(onnx.raw(*windows) - torch_forecaster.raw(*windows)).max()
+    assert diff <= 1e-4
+    np.testing.assert_allclose(onnx.predict(requests), torch_forecaster.predict(requests), atol=1e-4)
+
+
+def test_backtest_never_sees_the_future(tft_package, readings):
+    """Origins before a change must forecast exactly the same; if inputs leaked, they would not."""
+    cube = readings_to_cube(readings, "Europe/London", 30, spec=tft_package.grid)
+    forecaster = tft_package.forecaster()
+    test_day = date(2016, 11, 28)
+    before = run_backtest(cube, test_day, 8, forecaster, test_end=test_day, progress=False).rows
+
+    tampered = readings_to_cube(readings, "Europe/London", 30, spec=tft_package.grid)
+    d = tampered.day_index(test_day)
+    tampered.rate[:, d, 10:] = 1.0 - tampered.rate[:, d, 10:]  # rewrite the afternoon
+    tampered.rate[:, d + 1 :] = 0.0  # and every later day
+    after = run_backtest(tampered, test_day, 8, forecaster, test_end=test_day, progress=False).rows
+
+    origin_slot = before["origin"].dt.hour * 60 + before["origin"].dt.minute
+    untouched = origin_slot < 8 * 60 + 10 * 30  # origins before slot 10 (13:00)
+    cols = ["p10", "p50", "p90", "persistence", "weekly_naive", "weekly_level"]
+    pd.testing.assert_frame_equal(before.loc[untouched, cols], after.loc[untouched, cols])
+    # ...and the tampering is visible from origins that may see it, so the check has teeth.
+    assert not np.allclose(before.loc[~untouched, "p50"], after.loc[~untouched, "p50"])
+
+
+def test_requests_are_cut_at_the_origin(readings):
+    cube = readings_to_cube(readings, "Europe/London", 30)
+    req = request_at("X", 100.0, cube.days, cube.rate[0], 50, 5, 8)
+    assert req.history.shape == (51, 18)
+    assert np.isnan(req.history[50, 6:]).all() and not np.isnan(req.history[50, 5])
+    spill = request_at("X", 100.0, cube.days, cube.rate[0], 50, 15, 8)
+    assert spill.history.shape == (52, 18) and np.isnan(spill.history[51]).all()
+
+
+def test_cold_start_lot_gets_a_flagged_baseline(tft_package):
+    from parking_core.contracts import Lot
+    from parking_core.forecasting.serve import forecast_from_history
+
+    forecaster = tft_package.forecaster()
+    lot = Lot(lot_id="NEW-LOT", name="new", capacity=200, timezone="Europe/London")
+    at = datetime(2016, 11, 22, 11, 0, tzinfo=UTC)
+    times = [at - timedelta(days=1, hours=h) for h in range(6)] + [at - timedelta(minutes=20)]
+    history = pd.DataFrame({"lot_id": "NEW-LOT", "observed_at": times, "occupied": 120, "capacity": 200})
+    forecast = forecast_from_history(lot, history, at, tft_package, forecaster)
+    assert forecast.source == "baseline:persistence"
+    assert len(forecast.steps) == 8 and forecast.steps[0].p50 == pytest.approx(0.6)
+    assert all(s.p10 <= s.p50 <= s.p90 for s in forecast.steps)
+
+    empty = history.iloc[:0]
+    forecast = forecast_from_history(lot, empty, at, tft_package, forecaster)
+    assert forecast.source == "baseline:profile" and len(forecast.steps) == 8
+
+
+def test_forecast_steps_follow_the_open_slots(tft_package, readings):
+    from parking_core.contracts import Lot
+    from parking_core.forecasting.serve import forecast_from_history
+
+    lot = Lot(lot_id="Shopping", name="Shopping", capacity=1920, timezone="Europe/London")
+    at = datetime(2016, 11, 22, 15, 10, tzinfo=UTC)  # 15:10 local: origin 15:00
+    history = readings[(readings["lot_id"] == "Shopping") & (readings["observed_at"] <= at)]
+    forecast = forecast_from_history(lot, history, at, tft_package, tft_package.forecaster())
+    assert forecast.source == "model" and forecast.model_version == tft_package.version
+    local = [s.target_time.strftime("%Y-%m-%d %H:%M") for s in forecast.steps]
+    assert local[:3] == ["2016-11-22 15:30", "2016-11-22 16:00", "2016-11-22 16:30"]
+    assert local[3] == "2016-11-23 08:00"  # closed overnight: the next open slot
+    assert all(0 <= s.prob_free <= 1 for s in forecast.steps)
+
+
+def _write_split(tmp_path: Path, lots: list[str]) -> tuple[Path, Path]:
+    rows = SAMPLE_CSV.read_text().splitlines()
+    header, body = rows[0], [r for r in rows[1:] if r.split(",")[0] in lots]
+    train = tmp_path / "train.csv"
+    test = tmp_path / "test.csv"
+    train.write_text("\n".join([header] + [r for r in body if r.split(",")[3][:10] <= "2016-11-20"]) + "\n")
+    test.write_text("\n".join([header] + [r for r in body if r.split(",")[3][:10] >= "2016-11-21"]) + "\n")
+    return train, test
+
+
+def test_backtest_cli(tmp_path):
+    from click.testing import CliRunner
+
+    from parking_core.cli import main
+
+    train, test = _write_split(tmp_path, ["Shopping", "BHMBCCMKT01", "Broad Street"])
+    out = tmp_path / "pred.csv"
+    result = CliRunner().invoke(
+        main,
+        ["backtest", "--train", str(train), "--test", str(test), "--horizon", "8", "--out", str(out),
+         "--architectures", "tft", "--max-epochs", "1"],
+        catch_exceptions=False,
+    )
+    assert result.exit_code == 0, result.output
+    assert "weekly" in result.output and "coverage" in result.output
+    pred = pd.read_csv(out)
+    assert list(pred.columns) == ["lot_id", "origin", "target", "horizon", "p10", "p50", "p90"]
+    origin, target = pd.to_datetime(pred["origin"]), pd.to_datetime(pred["target"])
+    assert (target > origin).all() and (target.dt.date == origin.dt.date).all()
+    assert pred["horizon"].between(1, 8).all()
+    assert ((pred["p10"] <= pred["p50"]) & (pred["p50"] <= pred["p90"])).all()
+    assert pred[["p10", "p50", "p90"]].stack().between(0, 1).all()
+    # Every test day, every origin from 08:00 to 16:00, each later slot of that day up to 8 ahead.
+    assert origin.min() == pd.Timestamp("2016-11-21 08:00") and origin.max().strftime("%H:%M") == "16:00"
+    first = pred[(pred["lot_id"] == "Shopping") & (pred["origin"] == "2016-11-21 16:00:00")]
+    assert first["target"].tolist() == ["2016-11-21 16:30:00"]
+
+
+def test_backtest_rejects_bad_csv(tmp_path):
+    from click.testing import CliRunner
+
+    from parking_core.cli import main
+
+    good = tmp_path / "good.csv"
+    good.write_text("SystemCodeNumber,Capacity,Occupancy,LastUpdated\nA,10,5,2016-10-04 08:00:00\n")
+    missing = tmp_path / "missing.csv"
+    missing.write_text("SystemCodeNumber,Capacity,LastUpdated\nA,10,2016-10-04 08:00:00\n")
+    bad_time = tmp_path / "bad_time.csv"
+    bad_time.write_text(
+        "SystemCodeNumber,Capacity,Occupancy,LastUpdated\nA,10,5,2016-10-04 08:00:00\nA,10,5,04/10/2016 8am\n"
+    )
+    runner = CliRunner()
+    args = ["backtest", "--out", str(tmp_path / "p.csv")]
+    r = runner.invoke(main, [*args, "--train", str(missing), "--test", str(good)])
+    assert r.exit_code != 0 and "missing column(s) Occupancy" in r.output
+    r = runner.invoke(main, [*args, "--train", str(good), "--test", str(bad_time)])
+    assert r.exit_code != 0 and "line 3" in r.output and "bad timestamp" in r.output
+
+
+def test_forecast_cli(tft_package, data_dir, monkeypatch):
+    from click.testing import CliRunner
+
+    from parking_core import config
+    from parking_core.cli import main
+
+    monkeypatch.setenv("PARKCAST_DATA_DIR", str(data_dir))
+    config.get_settings.cache_clear()
+    runner = CliRunner()
+    try:
+        assert runner.invoke(main, ["import-csv", str(SAMPLE_CSV)]).exit_code == 0
+        r = runner.invoke(main, ["forecast", "--lot", "Shopping", "--at", "2016-11-22 11:05",
+                                 "--model", str(tft_package.path), "--json", "--save"], catch_exceptions=False)
+        assert r.exit_code == 0, r.output
+        import json
+
+        body = json.loads(r.output)
+        assert body["source"] == "model" and len(body["steps"]) == 8
+        assert body["steps"][0]["target_time"].startswith("2016-11-22T11:30")
+        r = runner.invoke(main, ["forecast", "--lot", "Shopping", "--at", "2016-11-22 11:05",
+                                 "--model", str(tft_package.path)])
+        assert "P(free)" in r.output and r.output.count("2016-11-2") >= 8
+        assert runner.invoke(main, ["forecast", "--lot", "NOPE", "--model", str(tft_package.path)]).exit_code != 0
+        r = runner.invoke(main, ["forecast", "--lot", "Shopping"])
+        assert r.exit_code != 0 and "no model yet" in r.output
+    finally:
+        config.get_settings.cache_clear()
+
+
+def test_window_builder_matches_pytorch_forecasting(train_frame):
+    """Serving builds the network's input windows without torch; they must equal the tensors
+    TimeSeriesDataSet built in training, sample for sample."""
+    from parking_core.forecasting.training import train
+
+    cube = readings_to_cube(train_frame, "Europe/London", 30)
+    cfg = tiny_config("tft")
+    result = train(cube, cfg, progress=False)
+    candidate = result.candidates[0]
+    dataset = candidate.validation
+    builder = result.forecaster(candidate).builder
+    spec = candidate.spec
+    e = spec.encoder_length
+    lot_codes = {v: k for k, v in spec.categorical_codes["lot_id"].items()}
+    unknown_future = [j for j, n in enumerate(spec.reals) if n in ("rate", "delta", "observed", "resid")]
+    known = [j for j in range(len(spec.reals)) if j not in unknown_future]
+    slots = cube.spec.slots_per_day
+    for i in (0, 7, len(dataset) // 2, len(dataset) - 1):
+        x, _ = dataset[i]
+        origin = int(x["encoder_time_idx_start"]) + e - 1
+        lot = lot_codes[int(x["x_cat"][0, spec.categoricals.index("lot_id")])]
+        li = cube.lots.index(lot)
+        req = request_at(lot, float(cube.capacity[li]), cube.days, cube.rate[li], origin // slots, origin % slots,
+                         spec.horizon)
+        enc_cat, enc_cont, dec_cat, dec_cont = builder.batch([req])
+        np.testing.assert_allclose(enc_cont[0], x["x_cont"][:e].numpy(), atol=1e-6)
+        np.testing.assert_array_equal(enc_cat[0], x["x_cat"][:e].numpy())
+        np.testing.assert_array_equal(dec_cat[0], x["x_cat"][e:].numpy())
+        np.testing.assert_allclose(dec_cont[0][:, known], x["x_cont"][e:].numpy()[:, known], atol=1e-6)
+        assert (dec_cont[0][:, unknown_future] == 0).all()  # the future of unknowns is never shown
