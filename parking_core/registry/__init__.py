@@ -1,0 +1,33 @@
+"""Model registry: port, local (SQLite) and SageMaker adapters, and rollback."""
+
+from __future__ import annotations
+
+from parking_core.registry.port import (
+    ApprovalStatus,
+    InvalidTransition,
+    ModelRegistry,
+    ModelVersion,
+    RegistryError,
+    VersionNotFound,
+)
+
+__all__ = [
+    "ApprovalStatus",
+    "InvalidTransition",
+    "ModelRegistry",
+    "ModelVersion",
+    "RegistryError",
+    "VersionNotFound",
+    "rollback",
+]
+
+
+def rollback(registry: ModelRegistry, group: str) -> ModelVersion:
+    """Production goes back to the previous production version that is still Approved."""
+    history = registry.production_history(group)
+    current = history[-1] if history else None
+    for version in reversed(history[:-1]):
+        if version != current and registry.get(group, version).status == ApprovalStatus.APPROVED:
+            registry.set_production(group, version)
+            return registry.get(group, version)
+    raise RegistryError("no earlier approved production version to roll back to")
