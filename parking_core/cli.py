@@ -284,6 +284,88 @@ def forecast(lot_id, at, model_dir, as_json, save) -> None:
         )
 
 
+@main.group()
+def registry() -> None:
+    """The model registry: versions, approval, production (PARKCAST_REGISTRY=local|sagemaker)."""
+
+
+def _registry():
+    from parking_core.registry import open_registry
+
+    settings = get_settings()
+    return open_registry(settings), settings.model_group
+
+
+@registry.command("list")
+def registry_list() -> None:
+    """Every version of the model group, with its status and key metrics."""
+    reg, group = _registry()
+    production = reg.production(group)
+    click.echo(f"{'version':>7}  {'status':<22} {'created (UTC)':<17} {'val MAE':>8}  production")
+    for v in reg.list(group):
+        mae = v.metrics.get("val_intraday_mae")
+        flag = "<- production" if production and production.version == v.version else ""
+        click.echo(f"{v.version:>7}  {v.status:<22} {v.created_at:%Y-%m-%d %H:%M} "
+                   f"{mae if mae is None else f'{mae:.4f}':>8}  {flag}")
+
+
+@registry.command("show")
+@click.argument("version", type=int)
+def registry_show(version: int) -> None:
+    """One version in full: metrics, lineage, evaluation, promotion decision."""
+    from parking_core.registry import RegistryError
+
+    reg, group = _registry()
+    try:
+        click.echo(json.dumps(reg.get(group, version).to_dict(), indent=2, default=str))
+    except RegistryError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _set_status(version: int, status, note: str) -> None:
+    from parking_core.registry import RegistryError
+
+    reg, group = _registry()
+    try:
+        v = reg.set_status(group, version, status, note)
+    except RegistryError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"version {v.version}: {v.status}")
+
+
+@registry.command("approve")
+@click.argument("version", type=int)
+@click.option("--note", required=True, help="Who approves and why (kept with the version).")
+def registry_approve(version: int, note: str) -> None:
+    """Approve a version (a person's decision; promotion follows if it is not worse)."""
+    from parking_core.registry import ApprovalStatus
+
+    _set_status(version, ApprovalStatus.APPROVED, note)
+
+
+@registry.command("reject")
+@click.argument("version", type=int)
+@click.option("--note", required=True, help="Who rejects and why.")
+def registry_reject(version: int, note: str) -> None:
+    """Reject a version."""
+    from parking_core.registry import ApprovalStatus
+
+    _set_status(version, ApprovalStatus.REJECTED, note)
+
+
+@registry.command("rollback")
+def registry_rollback() -> None:
+    """Put the previous production version back in production."""
+    from parking_core.registry import RegistryError, rollback
+
+    reg, group = _registry()
+    try:
+        v = rollback(reg, group)
+    except RegistryError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"production is now version {v.version} ({v.model_uri})")
+
+
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=int, default=None, help="API port (default PARKCAST_API_PORT, 8000).")

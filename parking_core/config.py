@@ -27,10 +27,16 @@ class Settings(BaseSettings):
     # Readings stamped further ahead than this are refused: the device clock is wrong.
     max_clock_skew_s: int = Field(default=300, ge=0)
     log_level: str = "INFO"
+    registry: Literal["local", "sagemaker"] = "local"
+    model_group: str = "parkcast-forecaster"
 
     @property
     def sqlite_path(self) -> Path:
         return self.data_dir / "parkcast.sqlite3"
+
+    @property
+    def registry_path(self) -> Path:
+        return self.data_dir / "registry.sqlite3"
 
     @property
     def objects_url(self) -> str:

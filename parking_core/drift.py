@@ -70,7 +70,8 @@ class DriftReport:
         bottom.legend(loc="best", fontsize=8)
         bottom.tick_params(axis="x", rotation=60, labelsize=7)
         verdict = "DRIFT" if self.drift else "no drift"
-        fig.suptitle(f"{self.detector}: {verdict} ({', '.join(self.new_days[:3])}{'...' if len(self.new_days) > 3 else ''})")
+        days = ", ".join(self.new_days[:3]) + ("..." if len(self.new_days) > 3 else "")
+        fig.suptitle(f"{self.detector}: {verdict} ({days})")
         fig.tight_layout()
         buf = io.BytesIO()
         fig.savefig(buf, format="png", dpi=90)

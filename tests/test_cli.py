@@ -103,3 +103,25 @@ def test_demo_brings_the_system_up_and_stops_on_sigint(tmp_path):
         raise AssertionError("API still answering after demo stopped")
     except httpx.TransportError:
         pass
+
+
+def test_registry_commands(data_dir):
+    from parking_core.registry.local import LocalModelRegistry
+
+    reg = LocalModelRegistry(data_dir / "registry.sqlite3")
+    for i in range(2):
+        reg.register("parkcast-forecaster", f"/models/m{i}", {"val_intraday_mae": 0.03 - i / 1000},
+                     {"data_hash": "abc", "run_id": f"r{i}"})
+    r = run(["registry", "list"], data_dir)
+    assert r.exit_code == 0 and r.output.count("PendingManualApproval") == 2
+    assert run(["registry", "approve", "1"], data_dir).exit_code != 0  # a note is required
+    r = run(["registry", "approve", "1", "--note", "ana: backtest ok"], data_dir)
+    assert r.exit_code == 0 and "Approved" in r.output
+    assert run(["registry", "reject", "2", "--note", "bob: too slow"], data_dir).exit_code == 0
+    r = run(["registry", "show", "2"], data_dir)
+    assert json.loads(r.output)["status"] == "Rejected" and json.loads(r.output)["status_note"] == "bob: too slow"
+    assert run(["registry", "show", "7"], data_dir).exit_code != 0
+    reg.set_production("parkcast-forecaster", 1)
+    assert "<- production" in run(["registry", "list"], data_dir).output
+    r = run(["registry", "rollback"], data_dir)
+    assert r.exit_code != 0 and "no earlier approved" in r.output

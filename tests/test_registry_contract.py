@@ -20,7 +20,8 @@ def registry(request, tmp_path):
     from parking_core.registry.sagemaker import SageMakerModelRegistry
 
     with mock_aws():
-        yield SageMakerModelRegistry(region="eu-west-2", serving_image="123456789012.dkr.ecr.eu-west-2.amazonaws.com/p:1")
+        image = "123456789012.dkr.ecr.eu-west-2.amazonaws.com/parkcast-serving:1"
+        yield SageMakerModelRegistry(region="eu-west-2", serving_image=image)
 
 
 def register(registry, n=1):

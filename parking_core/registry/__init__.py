@@ -18,8 +18,19 @@ __all__ = [
     "ModelVersion",
     "RegistryError",
     "VersionNotFound",
+    "open_registry",
     "rollback",
 ]
+
+
+def open_registry(settings) -> ModelRegistry:
+    if settings.registry == "sagemaker":
+        from parking_core.registry.sagemaker import SageMakerModelRegistry
+
+        return SageMakerModelRegistry(region=settings.aws_region)
+    from parking_core.registry.local import LocalModelRegistry
+
+    return LocalModelRegistry(settings.registry_path)
 
 
 def rollback(registry: ModelRegistry, group: str) -> ModelVersion:
