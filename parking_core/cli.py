@@ -28,6 +28,10 @@ def main(verbose: bool) -> None:
         level=logging.DEBUG if verbose else get_settings().log_level,
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
+    if not verbose:
+        # Training libraries are chatty at INFO (hardware summaries, tips); keep our own lines.
+        for name in ("lightning", "lightning.pytorch", "pytorch_lightning", "lightning.fabric"):
+            logging.getLogger(name).setLevel(logging.WARNING)
 
 
 @main.command()

@@ -193,31 +193,24 @@ def _build_model(architecture: str, training, cfg: TrainConfig):
     loss = QuantileLoss(quantiles=list(QUANTILES))
     # Our own intra-day backtest scores the candidates; the library's extra logging metrics
     # also break on weighted targets in NHiTS.
-    no_metrics = torch.nn.ModuleList([])
+    common = dict(
+        dropout=cfg.dropout,
+        learning_rate=cfg.learning_rate,
+        loss=loss,
+        logging_metrics=torch.nn.ModuleList([]),
+        log_interval=-1,
+        reduce_on_plateau_patience=2,
+    )
     if architecture == "tft":
         return TemporalFusionTransformer.from_dataset(
             training,
             hidden_size=cfg.hidden_size,
             attention_head_size=cfg.attention_heads,
             hidden_continuous_size=max(4, cfg.hidden_size // 2),
-            dropout=cfg.dropout,
-            learning_rate=cfg.learning_rate,
-            loss=loss,
-            logging_metrics=no_metrics,
-            log_interval=-1,
-            reduce_on_plateau_patience=2,
+            **common,
         )
     if architecture == "nhits":
-        return NHiTS.from_dataset(
-            training,
-            hidden_size=cfg.hidden_size * 4,
-            dropout=cfg.dropout,
-            learning_rate=cfg.learning_rate,
-            loss=loss,
-            logging_metrics=no_metrics,
-            log_interval=-1,
-            reduce_on_plateau_patience=2,
-        )
+        return NHiTS.from_dataset(training, hidden_size=cfg.hidden_size * 4, **common)
     raise ValueError(f"unknown architecture {architecture!r}")
 
 

@@ -7,7 +7,13 @@ import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
 
-from parking_core.registry.port import ApprovalStatus, ModelVersion, RegistryError, VersionNotFound, check_transition
+from parking_core.registry.port import (
+    ApprovalStatus,
+    ModelVersion,
+    ProductionPointerMixin,
+    VersionNotFound,
+    check_transition,
+)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS versions (
@@ -32,7 +38,7 @@ CREATE TABLE IF NOT EXISTS production (
 """
 
 
-class LocalModelRegistry:
+class LocalModelRegistry(ProductionPointerMixin):
     def __init__(self, path: Path | str):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -112,13 +118,8 @@ class LocalModelRegistry:
     def record_promotion(self, group: str, version: int, decision: dict) -> None:
         self._set_json("promotion", group, version, decision)
 
-    def production(self, group: str) -> ModelVersion | None:
-        history = self.production_history(group)
-        return self.get(group, history[-1]) if history else None
-
     def set_production(self, group: str, version: int) -> None:
-        if self.get(group, version).status != ApprovalStatus.APPROVED:
-            raise RegistryError(f"version {version} is not Approved; only approved versions go to production")
+        self._require_approved(group, version)
         with self._conn() as conn:
             conn.execute("INSERT INTO production VALUES (?, ?, ?)", (group, version, datetime.now(UTC).isoformat()))
 

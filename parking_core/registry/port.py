@@ -65,6 +65,18 @@ def check_transition(current: ApprovalStatus, new: ApprovalStatus) -> None:
         raise InvalidTransition(f"cannot move a version from {current} to {new}")
 
 
+class ProductionPointerMixin:
+    """What every adapter shares about the production pointer."""
+
+    def production(self, group: str) -> ModelVersion | None:
+        history = self.production_history(group)  # type: ignore[attr-defined]
+        return self.get(group, history[-1]) if history else None  # type: ignore[attr-defined]
+
+    def _require_approved(self, group: str, version: int) -> None:
+        if self.get(group, version).status != ApprovalStatus.APPROVED:  # type: ignore[attr-defined]
+            raise RegistryError(f"version {version} is not Approved; only approved versions go to production")
+
+
 class ModelRegistry(Protocol):
     def register(self, group: str, model_uri: str, metrics: dict, lineage: dict) -> ModelVersion:
         """A new version, always PendingManualApproval."""

@@ -11,7 +11,14 @@ import json
 from datetime import datetime
 from typing import Any
 
-from parking_core.registry.port import ApprovalStatus, ModelVersion, RegistryError, VersionNotFound, check_transition
+from parking_core.registry.port import (
+    ApprovalStatus,
+    ModelVersion,
+    ProductionPointerMixin,
+    RegistryError,
+    VersionNotFound,
+    check_transition,
+)
 
 PRODUCTION_TAG = "parkcast:production-history"
 SECTIONS = ("metrics", "lineage", "evaluation", "promotion")
@@ -38,7 +45,7 @@ def _unflatten(props: dict[str, str], section: str) -> dict[str, Any] | None:
     return values or None
 
 
-class SageMakerModelRegistry:
+class SageMakerModelRegistry(ProductionPointerMixin):
     def __init__(self, client: Any = None, region: str = "eu-west-2", serving_image: str | None = None):
         if client is None:
             import boto3
@@ -145,13 +152,8 @@ class SageMakerModelRegistry:
         value = next((t["Value"] for t in tags if t["Key"] == PRODUCTION_TAG), "")
         return [int(v) for v in value.split("/") if v]
 
-    def production(self, group: str) -> ModelVersion | None:
-        history = self.production_history(group)
-        return self.get(group, history[-1]) if history else None
-
     def set_production(self, group: str, version: int) -> None:
-        if self.get(group, version).status != ApprovalStatus.APPROVED:
-            raise RegistryError(f"version {version} is not Approved; only approved versions go to production")
+        self._require_approved(group, version)
         history = (self.production_history(group) + [version])[-40:]
         arn = self._group_arn(group)
         self.client.delete_tags(ResourceArn=arn, TagKeys=[PRODUCTION_TAG])
