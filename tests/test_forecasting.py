@@ -297,3 +297,62 @@ def test_window_builder_matches_pytorch_forecasting(train_frame):
         np.testing.assert_array_equal(dec_cat[0], x["x_cat"][e:].numpy())
         np.testing.assert_allclose(dec_cont[0][:, known], x["x_cont"][e:].numpy()[:, known], atol=1e-6)
         assert (dec_cont[0][:, unknown_future] == 0).all()  # the future of unknowns is never shown
+
+
+def test_evaluation_then_approval_gated_promotion(tft_package, readings, tmp_path):
+    from parking_core.mlops import evaluate_candidate, pending_promotions, promote_if_better
+    from parking_core.registry import ApprovalStatus
+    from parking_core.registry.local import LocalModelRegistry
+
+    reg = LocalModelRegistry(tmp_path / "registry.sqlite3")
+    group = "g"
+    cube = readings_to_cube(readings, "Europe/London", 30, spec=tft_package.grid)
+    deployed: list[int] = []
+
+    def deploy(v):
+        deployed.append(v.version)
+
+    v1 = reg.register(group, str(tft_package.path), tft_package.metrics["candidates"]["tft"], {"run_id": "r1"})
+    report = evaluate_candidate(tft_package, None, cube)
+    assert report["window_end"] == "2016-12-05" and 0 < report["candidate_mae"] < 0.2
+    reg.attach_evaluation(group, v1.version, report)
+    # Registered and evaluated, but nobody approved it: nothing is promoted.
+    assert pending_promotions(reg, group) == []
+    assert promote_if_better(reg, group, v1.version, deploy)["promoted"] is False and deployed == []
+
+    reg.set_status(group, v1.version, ApprovalStatus.APPROVED, "ana")
+    assert [v.version for v in pending_promotions(reg, group)] == [1]
+    decision = promote_if_better(reg, group, v1.version, deploy)
+    assert decision["promoted"] and decision["reason"] == "no production model yet"
+    assert deployed == [1] and reg.production(group).version == 1
+
+    # A second version evaluated against production, then approved.
+    v2 = reg.register(group, str(tft_package.path), {}, {"run_id": "r2"})
+    report = evaluate_candidate(tft_package, tft_package, cube)
+    assert report["production_mae"] == pytest.approx(report["candidate_mae"])  # same model: not worse
+    reg.attach_evaluation(group, v2.version, report)
+    reg.set_status(group, v2.version, ApprovalStatus.APPROVED, "ana")
+    assert [v.version for v in pending_promotions(reg, group)] == [2]
+    assert promote_if_better(reg, group, v2.version, deploy)["promoted"]
+    assert reg.production_history(group) == [1, 2]
+
+    # A worse one is approved but refused, with the reason on the version.
+    v3 = reg.register(group, str(tft_package.path), {}, {"run_id": "r3"})
+    reg.attach_evaluation(group, v3.version, {**report, "candidate_mae": report["production_mae"] * 1.2})
+    reg.set_status(group, v3.version, ApprovalStatus.APPROVED, "ana")
+    decision = promote_if_better(reg, group, v3.version, deploy)
+    assert not decision["promoted"] and "worse than production" in reg.get(group, 3).promotion["reason"]
+    assert reg.production(group).version == 2
+
+    # A failing deployment leaves production untouched.
+    v4 = reg.register(group, str(tft_package.path), {}, {"run_id": "r4"})
+    reg.attach_evaluation(group, v4.version, report)
+    reg.set_status(group, v4.version, ApprovalStatus.APPROVED, "ana")
+
+    def broken(_):
+        raise RuntimeError("endpoint update failed")
+
+    with pytest.raises(RuntimeError):
+        promote_if_better(reg, group, v4.version, broken)
+    assert reg.production(group).version == 2
+    assert "deployment failed" in reg.get(group, 4).promotion["reason"]

@@ -1,0 +1,92 @@
+"""Evaluation and promotion: one implementation behind the Dagster assets/sensor and the
+evaluate-promote Lambda.
+
+- On registration the candidate is backtested beside production on the most recent window
+  and the report is attached to the version, so the approver sees evidence.
+- Only an Approved version is ever considered, and it is promoted only if it is not worse than
+  production on that window; a refusal and its reason are recorded on the version. Nothing here
+  approves anything.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from parking_core.forecasting.backtest import run_backtest
+from parking_core.forecasting.grid import Cube
+from parking_core.forecasting.package import ModelPackage
+from parking_core.registry import ApprovalStatus, ModelRegistry, ModelVersion
+
+EVALUATION_DAYS = 7
+
+
+def evaluate_candidate(
+    candidate: ModelPackage, production: ModelPackage | None, cube: Cube, window_days: int = EVALUATION_DAYS
+) -> dict:
+    """Flat report (scalars only: it must fit SageMaker's customer metadata)."""
+    start = cube.days[max(0, len(cube.days) - window_days)]
+    report: dict = {
+        "window_start": start.isoformat(),
+        "window_end": cube.days[-1].isoformat(),
+        "candidate_version": candidate.version,
+    }
+    result = run_backtest(cube, start, candidate.horizon, candidate.forecaster(), progress=False)
+    summary = result.summary()
+    report["candidate_mae"] = round(summary["mae"]["model"], 6)
+    report["candidate_coverage"] = round(summary["coverage_p10_p90"], 4)
+    report["baseline_weekly_level_mae"] = round(summary["mae"]["weekly_level"], 6)
+    report["scored_points"] = summary["scored_points"]
+    if production is not None:
+        prod = run_backtest(cube, start, production.horizon, production.forecaster(), progress=False).summary()
+        report["production_version"] = production.version
+        report["production_mae"] = round(prod["mae"]["model"], 6)
+        report["production_coverage"] = round(prod["coverage_p10_p90"], 4)
+    return report
+
+
+def promotion_decision(evaluation: dict | None, tolerance: float = 0.0) -> tuple[bool, str]:
+    if not evaluation or "candidate_mae" not in evaluation:
+        return False, "no evaluation attached to the version"
+    if "production_mae" not in evaluation:
+        return True, "no production model yet"
+    cand, prod = evaluation["candidate_mae"], evaluation["production_mae"]
+    if cand <= prod * (1 + tolerance):
+        return True, f"candidate MAE {cand:.4f} is not worse than production {prod:.4f}"
+    return False, f"candidate MAE {cand:.4f} is worse than production {prod:.4f} on {evaluation['window_start']}.."
+
+
+def promote_if_better(
+    registry: ModelRegistry,
+    group: str,
+    version: int,
+    deploy: Callable[[ModelVersion], None],
+    tolerance: float = 0.0,
+    now: datetime | None = None,
+) -> dict:
+    """Promote an Approved version unless it is worse than production; record the decision.
+
+    `deploy` puts the model behind the forecast endpoint; if it raises, production is untouched.
+    """
+    v = registry.get(group, version)
+    decided_at = (now or datetime.now(UTC)).isoformat()
+    if v.status != ApprovalStatus.APPROVED:
+        # Not recorded: the version may still be approved later, and then it is decided.
+        return {"promoted": False, "reason": f"status is {v.status}, not Approved", "at": decided_at}
+    allowed, reason = promotion_decision(v.evaluation, tolerance)
+    if allowed:
+        try:
+            deploy(v)
+        except Exception as exc:  # noqa: BLE001 - any deployment failure leaves production as it was
+            decision = {"promoted": False, "reason": f"deployment failed: {exc}"[:250], "at": decided_at}
+            registry.record_promotion(group, version, decision)
+            raise
+        registry.set_production(group, version)
+    decision = {"promoted": allowed, "reason": reason[:250], "at": decided_at}
+    registry.record_promotion(group, version, decision)
+    return decision
+
+
+def pending_promotions(registry: ModelRegistry, group: str) -> list[ModelVersion]:
+    """Approved versions without a promotion decision yet (what the sensor acts on)."""
+    return [v for v in registry.list(group) if v.status == ApprovalStatus.APPROVED and v.promotion is None]
