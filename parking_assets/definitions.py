@@ -18,13 +18,30 @@ from parking_assets.export_assets import (
     exported_row_counts_match_store,
     readings_are_fresh,
 )
+from parking_assets.pipeline_assets import (
+    consolidated_dataset,
+    drift_check,
+    forecaster,
+    model_evaluation,
+    registered_model,
+)
+from parking_assets.promotion import approved_versions_sensor, promotion_job
 from parking_assets.resources import resources_for
 from parking_core.config import Settings
 
+pipeline_assets = [drift_check, consolidated_dataset, forecaster, registered_model, model_evaluation]
+daily_pipeline_job = dg.define_asset_job(
+    "daily_pipeline", selection=dg.AssetSelection.assets(*pipeline_assets),
+    description="Drift check; when needed: consolidate, train, register (PendingManualApproval), evaluate.",
+)
+daily_pipeline_schedule = dg.ScheduleDefinition(job=daily_pipeline_job, cron_schedule="0 2 * * *",
+                                                execution_timezone="UTC")
+
 defs = dg.Definitions(
-    assets=[daily_readings],
+    assets=[daily_readings, *pipeline_assets],
     asset_checks=[exported_row_counts_match_store, exported_keys_unique, readings_are_fresh],
-    jobs=[daily_export_job],
-    schedules=[daily_export_schedule],
+    jobs=[daily_export_job, daily_pipeline_job, promotion_job],
+    schedules=[daily_export_schedule, daily_pipeline_schedule],
+    sensors=[approved_versions_sensor],
     resources=resources_for(os.environ.get("PARKCAST_DEPLOYMENT", "local"), Settings()),
 )

@@ -38,7 +38,50 @@ class ParkcastResource(dg.ConfigurableResource):
         return ObjectStore(self.settings.objects_url)
 
 
+class PipelineConfig(dg.ConfigurableResource):
+    """Knobs of the daily pipeline (also the SageMaker pipeline's parameters)."""
+
+    model_group: str = "parkcast-forecaster"
+    reference_days: int = 28
+    drift_p_value: float = 0.05
+    force_retrain: bool = False
+    evaluation_days: int = 7
+    architectures: str = "tft,nhits"
+    max_epochs: int | None = None
+    limit_train_batches: int | None = None
+    hidden_size: int | None = None
+    # No refit on the validation block: the candidate's last `evaluation_days` stay unseen, so
+    # the evaluation against production is out of sample for both.
+    refit: bool = False
+
+    def train_config(self):
+        from parking_core.forecasting.training import TrainConfig
+
+        cfg = TrainConfig(architectures=tuple(a.strip() for a in self.architectures.split(",")), refit=self.refit,
+                          val_days=self.evaluation_days)
+        for name in ("max_epochs", "limit_train_batches", "hidden_size"):
+            if getattr(self, name) is not None:
+                setattr(cfg, name, getattr(self, name))
+        return cfg
+
+
+class RegistryResource(dg.ConfigurableResource):
+    kind: str = "local"  # local | sagemaker
+    path: str = ".parkcast/registry.sqlite3"
+    aws_region: str = "eu-west-2"
+
+    def registry(self):
+        if self.kind == "sagemaker":
+            from parking_core.registry.sagemaker import SageMakerModelRegistry
+
+            return SageMakerModelRegistry(region=self.aws_region)
+        from parking_core.registry.local import LocalModelRegistry
+
+        return LocalModelRegistry(self.path)
+
+
 def resources_for(deployment: str, settings: Settings) -> dict[str, dg.ConfigurableResource]:
+    pipeline = PipelineConfig(model_group=settings.model_group)
     if deployment == "aws":
         return {
             "parkcast": ParkcastResource(
@@ -46,7 +89,13 @@ def resources_for(deployment: str, settings: Settings) -> dict[str, dg.Configura
                 object_store_url=settings.object_store_url,
                 aws_region=settings.aws_region,
                 dynamodb_table_prefix=settings.dynamodb_table_prefix,
-            )
+            ),
+            "pipeline": pipeline,
+            "registry": RegistryResource(kind="sagemaker", aws_region=settings.aws_region),
         }
-    return {"parkcast": ParkcastResource(data_dir=str(settings.data_dir.resolve()),
-                                         object_store_url=settings.object_store_url)}
+    return {
+        "parkcast": ParkcastResource(data_dir=str(settings.data_dir.resolve()),
+                                     object_store_url=settings.object_store_url),
+        "pipeline": pipeline,
+        "registry": RegistryResource(path=str(settings.registry_path.resolve())),
+    }

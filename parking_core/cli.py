@@ -370,15 +370,42 @@ def registry_rollback() -> None:
     click.echo(f"production is now version {v.version} ({v.model_uri})")
 
 
+@main.group()
+def pipeline() -> None:
+    """The daily MLOps pipeline (Dagster graph, run in-process)."""
+
+
+@pipeline.command("run")
+@click.option("--force-retrain", is_flag=True, help="Retrain even without drift.")
+@click.option("--architectures", default=None, help="Override the candidates, e.g. tft.")
+@click.option("--max-epochs", type=int, default=None)
+@click.option("--quick", is_flag=True, help="A small TFT trained for one short epoch (demo and smoke tests).")
+def pipeline_run(force_retrain: bool, architectures: str | None, max_epochs: int | None, quick: bool) -> None:
+    """Export every day not exported yet, then run drift -> [retrain] -> register -> evaluate."""
+    from parking_core.pipeline_runner import QUICK, run_pipeline
+
+    overrides: dict = dict(QUICK) if quick else {}
+    if architectures:
+        overrides["architectures"] = architectures
+    if max_epochs:
+        overrides["max_epochs"] = max_epochs
+    outcome = run_pipeline(get_settings(), force_retrain=force_retrain, **overrides)
+    click.echo(outcome.summary())
+    if not outcome.success:
+        raise click.ClickException("the pipeline run failed; production is unchanged")
+
+
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=int, default=None, help="API port (default PARKCAST_API_PORT, 8000).")
 @click.option("--sample", type=click.Path(exists=True, path_type=Path), default=SAMPLE_CSV, show_default=True)
-def demo(host: str, port: int | None, sample: Path) -> None:
+@click.option("--dagster-port", type=int, default=3000, show_default=True)
+@click.option("--no-pipeline", is_flag=True, help="Skip the pipeline run and the Dagster UI.")
+def demo(host: str, port: int | None, sample: Path, dagster_port: int, no_pipeline: bool) -> None:
     """Bring the local system up on the embedded default with the sample data."""
     from parking_core.demo import run_demo
 
-    sys.exit(run_demo(get_settings(), host, port, sample))
+    sys.exit(run_demo(get_settings(), host, port, sample, dagster_port=dagster_port, pipeline=not no_pipeline))
 
 
 if __name__ == "__main__":

@@ -22,6 +22,8 @@ from parking_core.csv_import import import_csv
 from parking_core.devices import register_device
 from parking_core.store import open_store
 
+REPO = Path(__file__).resolve().parent.parent
+
 
 def _reset_signals() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
@@ -86,7 +88,8 @@ def demo_device_key(settings: Settings, lot_id: str) -> tuple[str, str]:
     return device.device_id, key
 
 
-def run_demo(settings: Settings, host: str, port: int | None, sample: Path) -> int:
+def run_demo(settings: Settings, host: str, port: int | None, sample: Path, dagster_port: int | None = None,
+             pipeline: bool = True) -> int:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     store = open_store(settings)
     print(f"[demo] data folder: {settings.data_dir.resolve()}")
@@ -96,6 +99,11 @@ def run_demo(settings: Settings, host: str, port: int | None, sample: Path) -> i
     lots = store.list_lots()
     device_id, key = demo_device_key(settings, lots[0].lot_id)
     store.close()
+    if pipeline:
+        from parking_core.pipeline_runner import QUICK, run_pipeline
+
+        print("[demo] running the daily pipeline once (quick model): export, drift, train, register, evaluate")
+        print("[demo] " + run_pipeline(settings, **QUICK).summary().replace("\n", "\n[demo] "), flush=True)
 
     port = port or settings.api_port
     env = {**os.environ, "PARKCAST_DATA_DIR": str(settings.data_dir.resolve())}
@@ -105,12 +113,25 @@ def run_demo(settings: Settings, host: str, port: int | None, sample: Path) -> i
             "api", [sys.executable, "-m", "parking_core.cli", "serve", "--host", host, "--port", str(port)], env
         )
         base = f"http://{host}:{port}"
+        dagster_url = None
+        if pipeline:
+            dagster_port = dagster_port or free_port(host)
+            dagster_env = {**env, "DAGSTER_HOME": str((settings.data_dir / "dagster").resolve())}
+            dagster = supervisor.start(
+                "dagster",
+                [sys.executable, "-m", "dagster", "dev", "-w", str(REPO / "workspace.yaml"), "-h", host, "-p",
+                 str(dagster_port)],
+                dagster_env,
+            )
+            dagster_url = f"http://{host}:{dagster_port}"
+            wait_http(f"{dagster_url}/server_info", timeout=120, proc=dagster)
         wait_http(f"{base}/healthz", proc=api)
         print(
             f"\n[demo] parkcast is up\n"
             f"  API            {base}/v1/lots\n"
             f"  API docs       {base}/docs\n"
-            f"  demo device    {device_id} (lot {lots[0].lot_id}), key in {settings.data_dir}/demo-device.json\n"
+            + (f"  Dagster UI     {dagster_url} (pipeline graph, runs, checks)\n" if dagster_url else "")
+            + f"  demo device    {device_id} (lot {lots[0].lot_id}), key in {settings.data_dir}/demo-device.json\n"
             f"  try:           curl -s {base}/v1/lots | head -c 400\n"
             f"  Ctrl-C stops everything.\n",
             flush=True,

@@ -112,7 +112,9 @@ def detect_drift(reference: Cube, new: Cube, p_val: float = 0.05, seasonal: bool
     if len(x_ref) < 10 or len(x_new) < 1:
         raise ValueError(f"too little data for a drift test: {len(x_ref)} reference and {len(x_new)} new lot-days")
     detector = KSDrift(x_ref, p_val=p_val, correction="bonferroni")
-    result = detector.predict(x_new, drift_type="feature", return_p_val=True, return_distance=True)["data"]
+    # "batch": one decision with the Bonferroni-corrected threshold (the "feature" mode would
+    # test each slot at the uncorrected level); per-slot p-values come back either way.
+    result = detector.predict(x_new, drift_type="batch", return_p_val=True, return_distance=True)["data"]
     p_values = np.asarray(result["p_val"], dtype=float)
     distances = np.asarray(result["distance"], dtype=float)
     threshold = float(result["threshold"])
@@ -128,7 +130,7 @@ def detect_drift(reference: Cube, new: Cube, p_val: float = 0.05, seasonal: bool
         p_value=float(p_values.min()),
         threshold=threshold,
         statistic=float(distances.max()),
-        drift=bool((p_values < threshold).any()),
+        drift=bool(result["is_drift"]),
         reference_days=sorted({d.isoformat() for _, d in ref_keys}),
         new_days=sorted({d.isoformat() for _, d in new_keys}),
         n_reference=len(x_ref),

@@ -71,14 +71,14 @@ def test_demo_brings_the_system_up_and_stops_on_sigint(tmp_path):
     port = free_port()
     env = {**os.environ, "PARKCAST_DATA_DIR": str(tmp_path / "demo")}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "parking_core.cli", "demo", "--port", str(port)],
+        [sys.executable, "-m", "parking_core.cli", "demo", "--port", str(port), "--dagster-port", str(free_port())],
         env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     lines: list[str] = []
     reader = threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True)
     reader.start()
     try:
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + 300
         while not any("parkcast is up" in line for line in lines):
             assert proc.poll() is None and time.monotonic() < deadline, "".join(lines)
             time.sleep(0.1)
@@ -92,6 +92,12 @@ def test_demo_brings_the_system_up_and_stops_on_sigint(tmp_path):
                   "observed_at": "2016-12-06T08:00:00+00:00", "capacity": 577, "occupied": 60},
         )
         assert r.status_code == 201
+        # The pipeline ran once and the Dagster UI serves its graph.
+        dagster_url = next(line.split()[2] for line in lines if "Dagster UI" in line)
+        graph = httpx.post(f"{dagster_url}/graphql", json={"query": "{ assetNodes { assetKey { path } } }"}).json()
+        keys = {"/".join(n["assetKey"]["path"]) for n in graph["data"]["assetNodes"]}
+        assert {"daily_readings", "drift_report", "registered_model", "model_evaluation"} <= keys
+        assert any("registered_model" in line for line in lines)
     finally:
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=30)

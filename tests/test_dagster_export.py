@@ -72,7 +72,9 @@ def test_definitions_load():
     from parking_assets.definitions import defs
 
     assert defs.resolve_job_def("daily_export") is not None
-    assert {s.name for s in defs.schedules} == {"daily_export_schedule"}
+    assert {s.name for s in defs.schedules} == {"daily_export_schedule", "daily_pipeline_schedule"}
+    assert {s.name for s in defs.sensors} == {"approved_versions_sensor"}
+    assert defs.resolve_job_def("daily_pipeline") is not None and defs.resolve_job_def("promotion_job") is not None
     assert date(2016, 10, 4).isoformat() in defs.get_assets_def("daily_readings").partitions_def.get_partition_keys(
         current_time=None
     )[:1]
@@ -102,7 +104,8 @@ def test_dagster_dev_serves_the_graph(tmp_path):
             assert time.monotonic() < deadline, "dagster dev did not answer in time"
             time.sleep(1)
         keys = {"/".join(n["assetKey"]["path"]) for n in r.json()["data"]["assetNodes"]}
-        assert "daily_readings" in keys
+        assert {"daily_readings", "drift_report", "retrain_decision", "consolidated_dataset", "forecaster",
+                "registered_model", "model_evaluation"} <= keys
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         try:

@@ -40,15 +40,22 @@ def current_package(settings: Settings) -> ModelPackage:
     return ModelPackage.load(models_root(settings) / pointer.read_text().strip())
 
 
-def store_training_frame(store: ReadingStore) -> tuple[pd.DataFrame, str, int]:
-    """Every reading of every lot, with the lots' common timezone and grid step."""
+def common_grid(store: ReadingStore) -> tuple[str, int]:
+    """The timezone and grid step every lot shares (one model serves one grid)."""
     lots = store.list_lots()
     if not lots:
         raise ValueError("the store has no lots: import data first")
     grids = {(lot.timezone, lot.grid_step_minutes) for lot in lots}
     if len(grids) > 1:
         raise ValueError(f"lots use different timezones/grid steps {sorted(grids)}; train one model per grid")
-    (timezone, step), = grids
+    ((timezone, step),) = grids
+    return timezone, step
+
+
+def store_training_frame(store: ReadingStore) -> tuple[pd.DataFrame, str, int]:
+    """Every reading of every lot, with the lots' common timezone and grid step."""
+    timezone, step = common_grid(store)
+    lots = store.list_lots()
     start, end = datetime(1970, 1, 1, tzinfo=UTC), datetime.now(UTC)
     frames = [readings_frame(store.query_readings(lot.lot_id, start, end)) for lot in lots]
     frame = pd.concat(frames, ignore_index=True)

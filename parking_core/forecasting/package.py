@@ -206,3 +206,19 @@ def _weekday(request: ForecastRequest, day_index: int) -> int:
 
 
 _INPUTS = ["encoder_cat", "encoder_cont", "decoder_cat", "decoder_cont"]
+
+
+def upload_package(objects, local_dir: Path, prefix: str) -> str:
+    """Copy a package folder to the object store under `prefix`; returns its URI."""
+    for path in sorted(Path(local_dir).iterdir()):
+        objects.put_bytes(f"{prefix}/{path.name}", path.read_bytes())
+    return objects.uri(prefix)
+
+
+def download_package(objects, prefix: str, dest: Path) -> ModelPackage:
+    """Fetch a package from the object store (checksums verified on load)."""
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    for key in objects.list(prefix):
+        (dest / key.rsplit("/", 1)[-1]).write_bytes(objects.get_bytes(key))
+    return ModelPackage.load(dest)

@@ -1,0 +1,183 @@
+"""The daily MLOps graph: drift_report -> [retrain_decision] -> consolidated_dataset ->
+forecaster -> registered_model -> model_evaluation. Each asset is a thin adapter over
+parking_core; its `sagemaker_step` metadata names the SageMaker step it compiles to."""
+
+import tempfile
+from pathlib import Path
+
+import dagster as dg
+import numpy as np
+
+from parking_assets.export_assets import daily_readings
+from parking_assets.resources import ParkcastResource, PipelineConfig, RegistryResource
+from parking_core import dataset
+from parking_core.drift import detect_drift
+from parking_core.forecasting.grid import Cube, readings_to_cube
+from parking_core.forecasting.models_dir import common_grid
+from parking_core.forecasting.package import ModelPackage, code_version, download_package, upload_package
+from parking_core.mlops import evaluate_candidate
+from parking_core.registry import ApprovalStatus
+
+GROUP = "mlops"
+
+
+def _cube(frame, parkcast: ParkcastResource, spec=None) -> Cube:
+    timezone, step = common_grid(parkcast.store())
+    return readings_to_cube(dataset.to_pandas(frame), timezone, step, spec=spec)
+
+
+@dg.multi_asset(
+    outs={
+        "drift_report": dg.AssetOut(
+            group_name=GROUP,
+            description="Seasonal drift test of the new days against the reference dataset.",
+            metadata={"sagemaker_step": "processing:drift_detector.py"},
+        ),
+        "retrain_decision": dg.AssetOut(
+            group_name=GROUP,
+            is_required=False,
+            description="Materialized only when the model must be retrained; the run says why.",
+            metadata={"sagemaker_step": "condition:RetrainNeeded"},
+        ),
+    },
+    deps=[daily_readings],
+)
+def drift_check(context: dg.AssetExecutionContext, parkcast: ParkcastResource, pipeline: PipelineConfig,
+                registry: RegistryResource):
+    objects = parkcast.objects()
+    new_days = dataset.new_days(objects)
+    reference = dataset.load(objects)
+    reg = registry.registry()
+    production = reg.production(pipeline.model_group)
+    # Without production, a version still waiting for a person's decision is enough.
+    waiting = [v.version for v in reg.list(pipeline.model_group) if v.status == ApprovalStatus.PENDING]
+    report = None
+    if not new_days:
+        reasons = []
+        decision = "no new exported days since the last consolidation"
+    elif reference.is_empty():
+        reasons = ["no consolidated dataset yet"]
+        decision = reasons[0]
+    else:
+        ref_cube = _cube(reference, parkcast)
+        keep = ref_cube.days[-pipeline.reference_days:]
+        ref_cube = Cube(ref_cube.lots, keep, ref_cube.spec, ref_cube.rate[:, -len(keep):], ref_cube.capacity,
+                        ref_cube.timezone)
+        new_frame = dataset.read_days(objects, new_days)
+        if new_frame.is_empty():
+            yield dg.MaterializeResult(asset_key="drift_report", metadata={
+                "decision": "no retrain: the new days hold no readings", "new_days": [d.isoformat() for d in new_days]})
+            return
+        new_cube = _cube(new_frame, parkcast, spec=ref_cube.spec)
+        report = detect_drift(ref_cube, new_cube, p_val=pipeline.drift_p_value)
+        key = f"drift/{new_days[-1].isoformat()}"
+        objects.put_json(f"{key}/report.json", report.to_dict())
+        objects.put_bytes(f"{key}/report.png", report.plot_png())
+        reasons = ["drift detected"] if report.drift else []
+        decision = "drift" if report.drift else "no drift"
+    has_data = bool(new_days) or not reference.is_empty()
+    if production is None and has_data and not waiting:
+        reasons.append("no production model")
+    if pipeline.force_retrain and has_data:
+        reasons.append("retrain forced")
+    retrain = bool(reasons)
+    summary = f"retrain: {', '.join(reasons)}" if retrain else f"no retrain: {decision}" + (
+        f" and production is version {production.version}" if production
+        else f" and version {waiting[-1]} awaits approval" if waiting else "")
+    context.log.info(summary + "; consolidated_dataset, forecaster and registered_model "
+                     + ("run" if retrain else "are skipped"))
+    metadata = {
+        "decision": summary,
+        "new_days": [d.isoformat() for d in new_days],
+    }
+    if report is not None:
+        metadata.update({
+            "detector": report.detector,
+            "p_value": report.p_value,
+            "threshold": report.threshold,
+            "statistic": report.statistic,
+            "report": dg.MetadataValue.md(report.plot_markdown()),
+        })
+    yield dg.MaterializeResult(asset_key="drift_report", metadata=metadata)
+    if retrain:
+        yield dg.MaterializeResult(asset_key="retrain_decision", metadata={"reasons": ", ".join(reasons)})
+
+
+@dg.asset(group_name=GROUP, deps=["retrain_decision"], metadata={"sagemaker_step": "processing:consolidate_data.py"})
+def consolidated_dataset(context: dg.AssetExecutionContext, parkcast: ParkcastResource) -> dg.MaterializeResult:
+    objects = parkcast.objects()
+    days = dataset.new_days(objects)
+    info = dataset.consolidate(objects, days)
+    context.log.info(f"merged {len(days)} new days: {info['rows']} rows over {len(info['days'])} days")
+    return dg.MaterializeResult(metadata={"rows": info["rows"], "days": len(info["days"]),
+                                          "data_hash": info["data_hash"], "new_days": len(days)})
+
+
+@dg.asset(group_name=GROUP, deps=[consolidated_dataset], metadata={"sagemaker_step": "training:train_pipeline.py"})
+def forecaster(context: dg.AssetExecutionContext, parkcast: ParkcastResource,
+               pipeline: PipelineConfig) -> dg.MaterializeResult:
+    from parking_core.forecasting.workflows import train_package
+
+    objects = parkcast.objects()
+    frame = dataset.to_pandas(dataset.load(objects))
+    timezone, step = common_grid(parkcast.store())
+    with tempfile.TemporaryDirectory() as tmp:
+        package, _ = train_package(frame, timezone, step, Path(tmp) / "package", pipeline.train_config(),
+                                   progress=False)
+        uri = upload_package(objects, package.path, f"models/{context.run_id}")
+    metrics = package.metrics
+    context.log.info(f"trained {package.version} ({metrics['selected']}) -> {uri}")
+    return dg.MaterializeResult(metadata={
+        "model_version": package.version,
+        "model_uri": uri,
+        "selected": metrics["selected"],
+        "val_intraday_mae": metrics["candidates"][metrics["selected"]]["val_intraday_mae"],
+        "data_hash": package.manifest["data_hash"],
+    })
+
+
+def _latest_metadata(context: dg.AssetExecutionContext, key: str) -> dict:
+    event = context.instance.get_latest_materialization_event(dg.AssetKey(key))
+    if event is None or event.asset_materialization is None:
+        raise RuntimeError(f"{key} has not been materialized")
+    return {k: v.value for k, v in event.asset_materialization.metadata.items()}
+
+
+@dg.asset(group_name=GROUP, deps=[forecaster], metadata={"sagemaker_step": "register:RegisterModel"})
+def registered_model(context: dg.AssetExecutionContext, pipeline: PipelineConfig,
+                     registry: RegistryResource) -> dg.MaterializeResult:
+    trained = _latest_metadata(context, "forecaster")
+    version = registry.registry().register(
+        pipeline.model_group,
+        trained["model_uri"],
+        {"val_intraday_mae": trained["val_intraday_mae"], "architecture": trained["selected"]},
+        {"data_hash": trained["data_hash"], "code_version": code_version(), "run_id": context.run_id,
+         "model_version": trained["model_version"]},
+    )
+    context.log.info(f"registered version {version.version} as {version.status}")
+    return dg.MaterializeResult(metadata={"version": version.version, "status": str(version.status),
+                                          "model_uri": version.model_uri})
+
+
+def fetch(parkcast: ParkcastResource, uri: str, dest: Path) -> ModelPackage:
+    objects = parkcast.objects()
+    prefix = uri[len(objects.url) + 1:] if uri.startswith(objects.url) else uri
+    return download_package(objects, prefix, dest)
+
+
+@dg.asset(group_name=GROUP, deps=[registered_model], metadata={"sagemaker_step": "lambda:evaluate-promote-trigger"})
+def model_evaluation(context: dg.AssetExecutionContext, parkcast: ParkcastResource, pipeline: PipelineConfig,
+                     registry: RegistryResource) -> dg.MaterializeResult:
+    reg = registry.registry()
+    version = reg.get(pipeline.model_group, int(_latest_metadata(context, "registered_model")["version"]))
+    production = reg.production(pipeline.model_group)
+    objects = parkcast.objects()
+    with tempfile.TemporaryDirectory() as tmp:
+        candidate = fetch(parkcast, version.model_uri, Path(tmp) / "candidate")
+        current = fetch(parkcast, production.model_uri, Path(tmp) / "production") if production else None
+        cube = _cube(dataset.load(objects), parkcast, spec=candidate.grid)
+        report = evaluate_candidate(candidate, current, cube, pipeline.evaluation_days)
+    reg.attach_evaluation(pipeline.model_group, version.version, report)
+    context.log.info(f"evaluation attached to version {version.version}: {report}")
+    return dg.MaterializeResult(metadata={k: v for k, v in report.items() if not isinstance(v, float | np.floating)
+                                          or np.isfinite(v)})
