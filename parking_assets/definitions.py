@@ -22,6 +22,7 @@ from parking_assets.pipeline_assets import (
     consolidated_dataset,
     drift_check,
     forecaster,
+    forecaster_metrics_sane,
     model_evaluation,
     registered_model,
 )
@@ -39,7 +40,7 @@ daily_pipeline_schedule = dg.ScheduleDefinition(job=daily_pipeline_job, cron_sch
 
 defs = dg.Definitions(
     assets=[daily_readings, *pipeline_assets],
-    asset_checks=[exported_row_counts_match_store, exported_keys_unique, readings_are_fresh],
+    asset_checks=[exported_row_counts_match_store, exported_keys_unique, readings_are_fresh, forecaster_metrics_sane],
     jobs=[daily_export_job, daily_pipeline_job, promotion_job],
     schedules=[daily_export_schedule, daily_pipeline_schedule],
     sensors=[approved_versions_sensor],

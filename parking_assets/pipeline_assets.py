@@ -132,11 +132,29 @@ def forecaster(context: dg.AssetExecutionContext, parkcast: ParkcastResource,
         "model_uri": uri,
         "selected": metrics["selected"],
         "val_intraday_mae": metrics["candidates"][metrics["selected"]]["val_intraday_mae"],
+        "val_weekly_level_mae": metrics["validation_baselines_mae"]["weekly_level"],
+        "onnx_max_abs_diff": metrics["onnx_max_abs_diff"],
         "data_hash": package.manifest["data_hash"],
     })
 
 
-def _latest_metadata(context: dg.AssetExecutionContext, key: str) -> dict:
+@dg.asset_check(asset=forecaster, description="Validation MAE is a sane rate error and the ONNX graph matches torch.")
+def forecaster_metrics_sane(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
+    m = _latest_metadata(context, "forecaster")
+    mae, onnx_diff = m["val_intraday_mae"], m["onnx_max_abs_diff"]
+    problems = []
+    if not 0.0 < mae < 0.5:
+        problems.append(f"validation MAE {mae} outside (0, 0.5)")
+    if not onnx_diff <= 1e-4:
+        problems.append(f"ONNX differs from torch by {onnx_diff}")
+    return dg.AssetCheckResult(
+        passed=not problems,
+        metadata={"val_intraday_mae": mae, "val_weekly_level_mae": m["val_weekly_level_mae"],
+                  "onnx_max_abs_diff": onnx_diff, "problems": "; ".join(problems) or "none"},
+    )
+
+
+def _latest_metadata(context, key: str) -> dict:
     event = context.instance.get_latest_materialization_event(dg.AssetKey(key))
     if event is None or event.asset_materialization is None:
         raise RuntimeError(f"{key} has not been materialized")

@@ -13,6 +13,7 @@ from parking_assets.pipeline_assets import (
     consolidated_dataset,
     drift_check,
     forecaster,
+    forecaster_metrics_sane,
     model_evaluation,
     registered_model,
 )
@@ -27,7 +28,7 @@ from parking_core.store.sqlite import SQLiteStore
 FIRST = date(2020, 1, 6)  # a Monday; winter, so local time is UTC
 LOTS = [f"LOT-{i}" for i in range(6)]
 GROUP = "parkcast-forecaster"
-ASSETS = [drift_check, consolidated_dataset, forecaster, registered_model, model_evaluation]
+ASSETS = [drift_check, consolidated_dataset, forecaster, registered_model, model_evaluation, forecaster_metrics_sane]
 
 
 def write_days(store: SQLiteStore, days: range, shift: float = 0.0, seed: int = 0) -> None:
@@ -94,6 +95,9 @@ def test_the_daily_graph_end_to_end(env):
     assert first.success
     assert materialized(first) == {"drift_report", "retrain_decision", "consolidated_dataset", "forecaster",
                                    "registered_model", "model_evaluation"}
+    assert [(e.check_name, e.passed) for e in first.get_asset_check_evaluations()] == [
+        ("forecaster_metrics_sane", True)
+    ]
     (v1,) = reg.list(GROUP)
     assert v1.status == ApprovalStatus.PENDING and v1.evaluation["candidate_mae"] > 0
     assert set(v1.lineage) >= {"data_hash", "code_version", "run_id"}
