@@ -26,10 +26,10 @@ SAMPLE = Path(__file__).resolve().parent.parent / "data" / "sample" / "birmingha
 
 
 def day_cube(cube: Cube, index: int, shift: float = 0.0) -> Cube:
-    rate = cube.rate[:, index : index + 1].copy()
+    day = cube.day_slice(index, index + 1)
     if shift:
-        rate = np.clip(rate * (1 + shift), 0.0, 1.0)
-    return Cube(cube.lots, [cube.days[index]], cube.spec, rate, cube.capacity, cube.timezone)
+        day.rate = np.clip(day.rate * (1 + shift), 0.0, 1.0)
+    return day
 
 
 def main() -> None:
@@ -41,8 +41,7 @@ def main() -> None:
 
     frame, _ = read_frame(SAMPLE, BIRMINGHAM, "Europe/London")
     cube = readings_to_cube(frame, "Europe/London", 30)
-    ref = Cube(cube.lots, cube.days[: args.reference_days], cube.spec, cube.rate[:, : args.reference_days],
-               cube.capacity, cube.timezone)
+    ref = cube.day_slice(0, args.reference_days)
     test_days = [i for i in range(args.reference_days, len(cube.days)) if not np.isnan(cube.rate[:, i]).all()]
     weekdays = [i for i in test_days if cube.days[i].weekday() < 5]
 

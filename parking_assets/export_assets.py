@@ -1,12 +1,12 @@
 """daily_readings: the day's readings and forecasts from the store to parquet in the object store."""
 
 
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime
 
 import dagster as dg
 
 from parking_assets.resources import ParkcastResource
-from parking_core.export import export_day, exported_days, partition_key, read_partition
+from parking_core.export import export_day, exported_days, partition_key, read_partition, readings_frame
 
 daily_partitions = dg.DailyPartitionsDefinition(start_date="2016-10-04", timezone="UTC")
 
@@ -36,20 +36,14 @@ def daily_readings(context: dg.AssetExecutionContext, parkcast: ParkcastResource
     )
 
 
-def _store_count(parkcast: ParkcastResource, day: date) -> int:
-    store = parkcast.store()
-    start = datetime.combine(day, time(0), tzinfo=UTC)
-    return sum(len(store.query_readings(lot.lot_id, start, start + timedelta(days=1))) for lot in store.list_lots())
-
-
 @dg.asset_check(asset=daily_readings, description="Every exported day holds as many readings as the store.")
 def exported_row_counts_match_store(parkcast: ParkcastResource) -> dg.AssetCheckResult:
-    objects = parkcast.objects()
+    objects, store = parkcast.objects(), parkcast.store()
     mismatches = {}
     days = exported_days(objects)
     for day in days:
         exported = objects.get_json(partition_key("readings", day, "_manifest.json"))["rows"]
-        stored = _store_count(parkcast, day)
+        stored = readings_frame(store, day).height
         if exported != stored:
             mismatches[day.isoformat()] = {"exported": exported, "store": stored}
     return dg.AssetCheckResult(

@@ -15,7 +15,7 @@ from parking_core.drift import detect_drift
 from parking_core.forecasting.grid import Cube, readings_to_cube
 from parking_core.forecasting.models_dir import common_grid
 from parking_core.forecasting.package import ModelPackage, code_version, download_package, upload_package
-from parking_core.mlops import evaluate_candidate
+from parking_core.mlops import decide_retrain, evaluate_candidate
 from parking_core.registry import ApprovalStatus
 
 GROUP = "mlops"
@@ -53,16 +53,11 @@ def drift_check(context: dg.AssetExecutionContext, parkcast: ParkcastResource, p
     waiting = [v.version for v in reg.list(pipeline.model_group) if v.status == ApprovalStatus.PENDING]
     report = None
     if not new_days:
-        reasons = []
-        decision = "no new exported days since the last consolidation"
+        finding = "no new exported days since the last consolidation"
     elif reference.is_empty():
-        reasons = ["no consolidated dataset yet"]
-        decision = reasons[0]
+        finding = "no consolidated dataset yet"
     else:
-        ref_cube = _cube(reference, parkcast)
-        keep = ref_cube.days[-pipeline.reference_days:]
-        ref_cube = Cube(ref_cube.lots, keep, ref_cube.spec, ref_cube.rate[:, -len(keep):], ref_cube.capacity,
-                        ref_cube.timezone)
+        ref_cube = _cube(reference, parkcast).day_slice(-pipeline.reference_days)
         new_frame = dataset.read_days(objects, new_days)
         if new_frame.is_empty():
             yield dg.MaterializeResult(asset_key="drift_report", metadata={
@@ -73,21 +68,20 @@ def drift_check(context: dg.AssetExecutionContext, parkcast: ParkcastResource, p
         key = f"drift/{new_days[-1].isoformat()}"
         objects.put_json(f"{key}/report.json", report.to_dict())
         objects.put_bytes(f"{key}/report.png", report.plot_png())
-        reasons = ["drift detected"] if report.drift else []
-        decision = "drift" if report.drift else "no drift"
-    has_data = bool(new_days) or not reference.is_empty()
-    if production is None and has_data and not waiting:
-        reasons.append("no production model")
-    if pipeline.force_retrain and has_data:
-        reasons.append("retrain forced")
-    retrain = bool(reasons)
-    summary = f"retrain: {', '.join(reasons)}" if retrain else f"no retrain: {decision}" + (
-        f" and production is version {production.version}" if production
-        else f" and version {waiting[-1]} awaits approval" if waiting else "")
-    context.log.info(summary + "; consolidated_dataset, forecaster and registered_model "
-                     + ("run" if retrain else "are skipped"))
+        finding = "drift" if report.drift else "no drift"
+    decision = decide_retrain(
+        has_new_days=bool(new_days),
+        has_dataset=not reference.is_empty(),
+        drift=report.drift if report else None,
+        finding=finding,
+        production_version=production.version if production else None,
+        waiting_version=waiting[-1] if waiting else None,
+        force=pipeline.force_retrain,
+    )
+    context.log.info(decision.summary + "; consolidated_dataset, forecaster and registered_model "
+                     + ("run" if decision.retrain else "are skipped"))
     metadata = {
-        "decision": summary,
+        "decision": decision.summary,
         "new_days": [d.isoformat() for d in new_days],
     }
     if report is not None:
@@ -99,8 +93,8 @@ def drift_check(context: dg.AssetExecutionContext, parkcast: ParkcastResource, p
             "report": dg.MetadataValue.md(report.plot_markdown()),
         })
     yield dg.MaterializeResult(asset_key="drift_report", metadata=metadata)
-    if retrain:
-        yield dg.MaterializeResult(asset_key="retrain_decision", metadata={"reasons": ", ".join(reasons)})
+    if decision.retrain:
+        yield dg.MaterializeResult(asset_key="retrain_decision", metadata={"reasons": ", ".join(decision.reasons)})
 
 
 @dg.asset(group_name=GROUP, deps=["retrain_decision"], metadata={"sagemaker_step": "processing:consolidate_data.py"})
@@ -179,8 +173,7 @@ def registered_model(context: dg.AssetExecutionContext, pipeline: PipelineConfig
 
 def fetch(parkcast: ParkcastResource, uri: str, dest: Path) -> ModelPackage:
     objects = parkcast.objects()
-    prefix = uri[len(objects.url) + 1:] if uri.startswith(objects.url) else uri
-    return download_package(objects, prefix, dest)
+    return download_package(objects, objects.key_of(uri), dest)
 
 
 @dg.asset(group_name=GROUP, deps=[registered_model], metadata={"sagemaker_step": "lambda:evaluate-promote-trigger"})

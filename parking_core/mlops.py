@@ -11,6 +11,7 @@ evaluate-promote Lambda.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from parking_core.forecasting.backtest import run_backtest
@@ -19,6 +20,47 @@ from parking_core.forecasting.package import ModelPackage
 from parking_core.registry import ApprovalStatus, ModelRegistry, ModelVersion
 
 EVALUATION_DAYS = 7
+
+
+@dataclass
+class RetrainDecision:
+    retrain: bool
+    reasons: list[str]
+    summary: str  # what the run reports: why it retrains, or why the training steps are skipped
+
+
+def decide_retrain(
+    *,
+    has_new_days: bool,
+    has_dataset: bool,
+    drift: bool | None,
+    finding: str,
+    production_version: int | None,
+    waiting_version: int | None,
+    force: bool,
+) -> RetrainDecision:
+    """The condition between the drift report and training (RetrainNeeded in SageMaker).
+
+    Retrain on drift, on the first data (no dataset yet), when nothing is in production and no
+    version awaits a person's decision, or when forced; never without any data.
+    """
+    reasons = []
+    if has_new_days and not has_dataset:
+        reasons.append("no consolidated dataset yet")
+    if drift:
+        reasons.append("drift detected")
+    has_data = has_new_days or has_dataset
+    if production_version is None and has_data and waiting_version is None:
+        reasons.append("no production model")
+    if force and has_data:
+        reasons.append("retrain forced")
+    if reasons:
+        return RetrainDecision(True, reasons, f"retrain: {', '.join(reasons)}")
+    if production_version is not None:
+        finding += f" and production is version {production_version}"
+    elif waiting_version is not None:
+        finding += f" and version {waiting_version} awaits approval"
+    return RetrainDecision(False, [], f"no retrain: {finding}")
 
 
 def evaluate_candidate(

@@ -32,6 +32,10 @@ class ObjectStore:
     def uri(self, key: str) -> str:
         return f"{self.url}/{key.strip('/')}"
 
+    def key_of(self, uri_or_key: str) -> str:
+        """The key of a URI under this store's root (a bare key passes through)."""
+        return uri_or_key[len(self.url) + 1 :] if uri_or_key.startswith(self.url + "/") else uri_or_key
+
     def put_bytes(self, key: str, data: bytes) -> None:
         path = self._path(key)
         if self._local:

@@ -9,14 +9,8 @@ import dagster as dg
 import numpy as np
 import pytest
 
-from parking_assets.pipeline_assets import (
-    consolidated_dataset,
-    drift_check,
-    forecaster,
-    forecaster_metrics_sane,
-    model_evaluation,
-    registered_model,
-)
+from parking_assets.definitions import pipeline_assets
+from parking_assets.pipeline_assets import forecaster_metrics_sane
 from parking_assets.promotion import promotion_job
 from parking_assets.resources import ParkcastResource, PipelineConfig, RegistryResource
 from parking_core.contracts import Lot, Reading
@@ -28,7 +22,7 @@ from parking_core.store.sqlite import SQLiteStore
 FIRST = date(2020, 1, 6)  # a Monday; winter, so local time is UTC
 LOTS = [f"LOT-{i}" for i in range(6)]
 GROUP = "parkcast-forecaster"
-ASSETS = [drift_check, consolidated_dataset, forecaster, registered_model, model_evaluation, forecaster_metrics_sane]
+ASSETS = [*pipeline_assets, forecaster_metrics_sane]
 
 
 def write_days(store: SQLiteStore, days: range, shift: float = 0.0, seed: int = 0) -> None:

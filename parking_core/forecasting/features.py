@@ -8,6 +8,7 @@ the horizon is at most one day of slots (enforced).
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from datetime import date, timedelta
 
@@ -41,7 +42,9 @@ class Profile:
         dows = np.array([d.weekday() for d in days])
         n_lots, _, slots = rate.shape
         by_lot = np.full((n_lots, 7, slots), np.nan, dtype=np.float32)
-        with np.errstate(all="ignore"), _quiet():
+        # nanmean of an all-NaN block warns; the fallbacks below handle it.
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
             for dow in range(7):
                 block = rate[:, dows == dow, :]
                 if block.shape[1]:
@@ -71,18 +74,6 @@ class Profile:
             by_lot=np.asarray(d["by_lot"], dtype=np.float32),
             overall=np.asarray(d["overall"], dtype=np.float32),
         )
-
-
-class _quiet:
-    def __enter__(self):
-        import warnings
-
-        self._w = warnings.catch_warnings()
-        self._w.__enter__()
-        warnings.simplefilter("ignore", RuntimeWarning)
-
-    def __exit__(self, *exc):
-        self._w.__exit__(*exc)
 
 
 def fill_days(rate: np.ndarray, dows: np.ndarray, profile: np.ndarray) -> np.ndarray:

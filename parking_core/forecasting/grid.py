@@ -126,6 +126,11 @@ class Cube:
     def slot_index(self, minutes: int) -> int:
         return self.spec.open_slots.index(minutes)
 
+    def day_slice(self, start: int | None = None, stop: int | None = None) -> Cube:
+        """The same lots over days[start:stop] (Python slice semantics)."""
+        span = slice(start, stop)
+        return Cube(self.lots, self.days[span], self.spec, self.rate[:, span], self.capacity, self.timezone)
+
 
 def build_cube(
     aligned: pd.DataFrame,
