@@ -11,7 +11,7 @@ import numpy as np
 from parking_assets.export_assets import daily_readings
 from parking_assets.resources import ParkcastResource, PipelineConfig, RegistryResource
 from parking_core import dataset
-from parking_core.drift import detect_drift
+from parking_core.drift import MIN_NEW_DAYS, detect_drift
 from parking_core.forecasting.grid import Cube, readings_to_cube
 from parking_core.forecasting.models_dir import common_grid
 from parking_core.forecasting.package import ModelPackage, code_version, download_package, upload_package
@@ -64,11 +64,11 @@ def drift_check(context: dg.AssetExecutionContext, parkcast: ParkcastResource, p
                 "decision": "no retrain: the new days hold no readings", "new_days": [d.isoformat() for d in new_days]})
             return
         new_cube = _cube(new_frame, parkcast, spec=ref_cube.spec)
-        report = detect_drift(ref_cube, new_cube, p_val=pipeline.drift_p_value)
+        report = detect_drift(ref_cube, new_cube, p_val=pipeline.drift_p_value, min_effect=pipeline.drift_min_effect)
         key = f"drift/{new_days[-1].isoformat()}"
         objects.put_json(f"{key}/report.json", report.to_dict())
         objects.put_bytes(f"{key}/report.png", report.plot_png())
-        finding = "drift" if report.drift else "no drift"
+        finding = "drift" if report.drift else ("no drift" if report.n_new >= MIN_NEW_DAYS else report.reason)
     decision = decide_retrain(
         has_new_days=bool(new_days),
         has_dataset=not reference.is_empty(),
@@ -90,6 +90,8 @@ def drift_check(context: dg.AssetExecutionContext, parkcast: ParkcastResource, p
             "p_value": report.p_value,
             "threshold": report.threshold,
             "statistic": report.statistic,
+            "effect": report.effect,
+            "reason": report.reason,
             "report": dg.MetadataValue.md(report.plot_markdown()),
         })
     yield dg.MaterializeResult(asset_key="drift_report", metadata=metadata)

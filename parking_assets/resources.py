@@ -42,8 +42,9 @@ class PipelineConfig(dg.ConfigurableResource):
     """Knobs of the daily pipeline (also the SageMaker pipeline's parameters)."""
 
     model_group: str = "parkcast-forecaster"
-    reference_days: int = 28
+    reference_days: int = 21
     drift_p_value: float = 0.05
+    drift_min_effect: float = 0.05  # median log-ratio shift a drift must reach
     force_retrain: bool = False
     evaluation_days: int = 7
     architectures: str = "tft,nhits"

@@ -115,9 +115,10 @@ def test_the_daily_graph_end_to_end(env):
     assert len(reg.list(GROUP)) == 1
     assert parkcast.objects().exists("drift/2020-02-19/report.json")
 
-    # (b) the same kind of days with +15 % occupancy: drift -> retrain -> v2 pending + evaluation.
-    write_days(store, range(45, 48), shift=0.15)
-    export(store, parkcast, range(45, 48))
+    # (b) five days with +15 % occupancy (the test window is the last 7 new days): drift ->
+    # retrain -> v2 pending + evaluation.
+    write_days(store, range(45, 50), shift=0.15)
+    export(store, parkcast, range(45, 50))
     drifted = run(parkcast, registry, instance)
     assert drifted.success and "registered_model" in materialized(drifted)
     meta = drifted.asset_materializations_for_node("drift_check")[0].metadata
@@ -128,8 +129,8 @@ def test_the_daily_graph_end_to_end(env):
     assert reg.production(GROUP).version == 1  # registration promotes nothing
 
     # (e) a failing training step leaves production and the registry untouched.
-    write_days(store, range(48, 49))
-    export(store, parkcast, range(48, 49))
+    write_days(store, range(50, 51))
+    export(store, parkcast, range(50, 51))
     broken = dg.materialize(
         ASSETS, instance=instance, raise_on_error=False,
         resources={"parkcast": parkcast, "registry": registry,
