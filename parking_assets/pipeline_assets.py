@@ -3,6 +3,7 @@ forecaster -> registered_model -> model_evaluation. Each asset is a thin adapter
 parking_core; its `sagemaker_step` metadata names the SageMaker step it compiles to."""
 
 import tempfile
+from datetime import UTC, datetime
 from pathlib import Path
 
 import dagster as dg
@@ -14,9 +15,10 @@ from parking_core import dataset
 from parking_core.drift import MIN_NEW_DAYS, detect_drift
 from parking_core.forecasting.grid import Cube, readings_to_cube
 from parking_core.forecasting.models_dir import common_grid
-from parking_core.forecasting.package import ModelPackage, code_version, download_package, upload_package
-from parking_core.mlops import decide_retrain, evaluate_candidate
+from parking_core.forecasting.package import code_version, upload_package
+from parking_core.mlops import decide_retrain, evaluate_registered_version
 from parking_core.registry import ApprovalStatus
+from parking_core.status import record_pipeline_run
 
 GROUP = "mlops"
 
@@ -78,6 +80,14 @@ def drift_check(context: dg.AssetExecutionContext, parkcast: ParkcastResource, p
         waiting_version=waiting[-1] if waiting else None,
         force=pipeline.force_retrain,
     )
+    record_pipeline_run(objects, {
+        "run_id": context.run_id,
+        "at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "decision": decision.summary,
+        "retrain": decision.retrain,
+        "new_days": [d.isoformat() for d in new_days],
+        "drift_report": f"drift/{new_days[-1].isoformat()}/report.json" if report is not None else None,
+    })
     context.log.info(decision.summary + "; consolidated_dataset, forecaster and registered_model "
                      + ("run" if decision.retrain else "are skipped"))
     metadata = {
@@ -173,24 +183,12 @@ def registered_model(context: dg.AssetExecutionContext, pipeline: PipelineConfig
                                           "model_uri": version.model_uri})
 
 
-def fetch(parkcast: ParkcastResource, uri: str, dest: Path) -> ModelPackage:
-    objects = parkcast.objects()
-    return download_package(objects, objects.key_of(uri), dest)
-
-
 @dg.asset(group_name=GROUP, deps=[registered_model], metadata={"sagemaker_step": "lambda:evaluate-promote-trigger"})
 def model_evaluation(context: dg.AssetExecutionContext, parkcast: ParkcastResource, pipeline: PipelineConfig,
                      registry: RegistryResource) -> dg.MaterializeResult:
-    reg = registry.registry()
-    version = reg.get(pipeline.model_group, int(_latest_metadata(context, "registered_model")["version"]))
-    production = reg.production(pipeline.model_group)
-    objects = parkcast.objects()
-    with tempfile.TemporaryDirectory() as tmp:
-        candidate = fetch(parkcast, version.model_uri, Path(tmp) / "candidate")
-        current = fetch(parkcast, production.model_uri, Path(tmp) / "production") if production else None
-        cube = _cube(dataset.load(objects), parkcast, spec=candidate.grid)
-        report = evaluate_candidate(candidate, current, cube, pipeline.evaluation_days)
-    reg.attach_evaluation(pipeline.model_group, version.version, report)
-    context.log.info(f"evaluation attached to version {version.version}: {report}")
+    version = int(_latest_metadata(context, "registered_model")["version"])
+    report = evaluate_registered_version(registry.registry(), parkcast.objects(), parkcast.store(),
+                                         pipeline.model_group, version, pipeline.evaluation_days)
+    context.log.info(f"evaluation attached to version {version}: {report}")
     return dg.MaterializeResult(metadata={k: v for k, v in report.items() if not isinstance(v, float | np.floating)
                                           or np.isfinite(v)})

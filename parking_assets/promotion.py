@@ -1,15 +1,10 @@
 """Promotion: a sensor sees Approved versions without a decision and runs the promotion job,
 which promotes only if the version is not worse than production (else records why)."""
 
-import shutil
-import tempfile
-from pathlib import Path
-
 import dagster as dg
 
-from parking_assets.pipeline_assets import fetch
 from parking_assets.resources import ParkcastResource, PipelineConfig, RegistryResource
-from parking_core.forecasting.models_dir import install_package
+from parking_core.forecasting.models_dir import deploy_locally
 from parking_core.mlops import pending_promotions, promote_if_better
 
 
@@ -20,15 +15,8 @@ class PromotionConfig(dg.Config):
 @dg.op
 def promote_version(context: dg.OpExecutionContext, config: PromotionConfig, parkcast: ParkcastResource,
                     pipeline: PipelineConfig, registry: RegistryResource) -> None:
-    def deploy(version) -> None:
-        # Local deployment: the package becomes CURRENT for the forecast endpoint and CLI.
-        tmp = Path(tempfile.mkdtemp())
-        try:
-            install_package(parkcast.settings, fetch(parkcast, version.model_uri, tmp / "package"))
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-
-    decision = promote_if_better(registry.registry(), pipeline.model_group, config.version, deploy)
+    decision = promote_if_better(registry.registry(), pipeline.model_group, config.version,
+                                 lambda version: deploy_locally(parkcast.settings, version))
     context.log.info(f"version {config.version}: {decision}")
     context.add_output_metadata({"promoted": decision["promoted"], "reason": decision["reason"]})
 

@@ -55,6 +55,25 @@ def serve(host: str | None, port: int | None, workers: int) -> None:
     )
 
 
+@main.command("serve-model")
+@click.option("--model", "model_dir", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+              help="Model package folder (default /opt/ml/model when it holds one, else the production version).")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, default=8080, show_default=True, help="SageMaker containers listen on 8080.")
+@click.option("--threads", type=int, default=1, show_default=True, help="onnxruntime intra-op threads.")
+def serve_model(model_dir: Path | None, host: str, port: int, threads: int) -> None:
+    """Run the forecast endpoint (GET /ping, POST /invocations)."""
+    import uvicorn
+
+    from parking_core.serving.app import create_serving_app
+
+    try:
+        app = create_serving_app(model_dir, threads=threads)
+    except (FileNotFoundError, LookupError, ValueError) as exc:
+        raise click.ClickException(f"cannot load the model: {exc}") from None
+    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+
+
 @main.command("import-csv")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--columns", default=None, help="Column mapping: lot=...,time=...,occupied=...,capacity=...")

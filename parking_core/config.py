@@ -29,6 +29,19 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     registry: Literal["local", "sagemaker"] = "local"
     model_group: str = "parkcast-forecaster"
+    # Forecast endpoint the ingestion flow calls after storing readings.
+    predictor: Literal["none", "http", "sagemaker"] = "none"
+    predictor_url: str = "http://127.0.0.1:8080"
+    predictor_timeout_s: float = Field(default=5.0, gt=0)
+    endpoint_name: str = "parkcast-forecaster"
+    # The dashboard: static files served at / by the local API; the Dagster UI it links to.
+    web_dir: str | None = None
+    dagster_url: str | None = None
+    # AWS deployment of promoted versions (SageMaker Serverless Endpoint).
+    serving_image: str = Field(default="", description="ECR URI of the serving image")
+    sagemaker_role_arn: str = ""
+    serverless_memory_mb: int = 2048
+    serverless_max_concurrency: int = Field(default=5, ge=1, le=200)
 
     @property
     def sqlite_path(self) -> Path:

@@ -43,6 +43,13 @@ def wait_http(url: str, timeout: float = 60.0, proc: subprocess.Popen | None = N
     raise TimeoutError(f"{url} did not answer within {timeout:.0f}s")
 
 
+# Headless Debian chromium for the browser tests and benchmarks/web.py; the flags keep it off a
+# network it cannot reach (background services, component updates).
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as s:
         s.bind((host, 0))
@@ -88,6 +95,28 @@ def demo_device_key(settings: Settings, lot_id: str) -> tuple[str, str]:
     return device.device_id, key
 
 
+def demo_production_model(settings: Settings) -> str | None:
+    """The demo plays the operator once: with nothing in production it approves the version its
+    own pipeline run registered, then promotes it exactly as the promotion sensor would. In a
+    real deployment a person approves (`parkcast registry approve`)."""
+    from parking_core.forecasting.models_dir import deploy_locally
+    from parking_core.mlops import promote_if_better
+    from parking_core.registry import ApprovalStatus, open_registry
+
+    registry, group = open_registry(settings), settings.model_group
+    production = registry.production(group)
+    if production is None:
+        pending = [v for v in registry.list(group) if v.status == ApprovalStatus.PENDING]
+        if not pending:
+            return None
+        version = pending[-1].version
+        registry.set_status(group, version, ApprovalStatus.APPROVED, "approved by `make demo` (demo operator)")
+        decision = promote_if_better(registry, group, version, lambda v: deploy_locally(settings, v))
+        print(f"[demo] approved version {version} as the demo operator; promotion: {decision['reason']}")
+        production = registry.production(group)
+    return production.lineage.get("model_version", str(production.version)) if production else None
+
+
 def run_demo(settings: Settings, host: str, port: int | None, sample: Path, dagster_port: int | None = None,
              pipeline: bool = True) -> int:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -105,17 +134,23 @@ def run_demo(settings: Settings, host: str, port: int | None, sample: Path, dags
         print("[demo] running the daily pipeline once (quick model): export, drift, train, register, evaluate")
         print("[demo] " + run_pipeline(settings, **QUICK).summary().replace("\n", "\n[demo] "), flush=True)
 
+    production = demo_production_model(settings)
     port = port or settings.api_port
     env = {**os.environ, "PARKCAST_DATA_DIR": str(settings.data_dir.resolve())}
     supervisor = Supervisor()
     try:
-        api = supervisor.start(
-            "api", [sys.executable, "-m", "parking_core.cli", "serve", "--host", host, "--port", str(port)], env
-        )
-        base = f"http://{host}:{port}"
+        endpoint_url = None
+        if production:
+            endpoint_port = free_port(host)
+            endpoint_url = f"http://{host}:{endpoint_port}"
+            endpoint = supervisor.start("endpoint", [sys.executable, "-m", "parking_core.cli", "serve-model", "--host",
+                                                     host, "--port", str(endpoint_port)], env)
+            wait_http(f"{endpoint_url}/ping", timeout=60, proc=endpoint)
+            env = {**env, "PARKCAST_PREDICTOR": "http", "PARKCAST_PREDICTOR_URL": endpoint_url}
         dagster_url = None
         if pipeline:
             dagster_port = dagster_port or free_port(host)
+            dagster_url = f"http://{host}:{dagster_port}"
             dagster_env = {**env, "DAGSTER_HOME": str((settings.data_dir / "dagster").resolve())}
             dagster = supervisor.start(
                 "dagster",
@@ -123,14 +158,22 @@ def run_demo(settings: Settings, host: str, port: int | None, sample: Path, dags
                  str(dagster_port)],
                 dagster_env,
             )
-            dagster_url = f"http://{host}:{dagster_port}"
+            env = {**env, "PARKCAST_DAGSTER_URL": dagster_url}  # the dashboard's status page links to it
+        api = supervisor.start(
+            "api", [sys.executable, "-m", "parking_core.cli", "serve", "--host", host, "--port", str(port)], env
+        )
+        base = f"http://{host}:{port}"
+        if dagster_url:
             wait_http(f"{dagster_url}/server_info", timeout=120, proc=dagster)
         wait_http(f"{base}/healthz", proc=api)
         print(
             f"\n[demo] parkcast is up\n"
+            f"  dashboard      {base}/\n"
             f"  API            {base}/v1/lots\n"
             f"  API docs       {base}/docs\n"
             + (f"  Dagster UI     {dagster_url} (pipeline graph, runs, checks)\n" if dagster_url else "")
+            + (f"  forecast endpoint {endpoint_url}/ping (model {production}); POSTed readings get forecasts\n"
+               if endpoint_url else "  forecast endpoint: none (no model in production yet)\n")
             + f"  demo device    {device_id} (lot {lots[0].lot_id}), key in {settings.data_dir}/demo-device.json\n"
             f"  try:           curl -s {base}/v1/lots | head -c 400\n"
             f"  Ctrl-C stops everything.\n",

@@ -53,6 +53,10 @@ class ExportResult:
     forecasts: int
     written: list[str]  # keys rewritten (empty on an idempotent rerun)
 
+    def to_dict(self) -> dict:
+        return {"day": self.day.isoformat(), "readings": self.readings, "forecasts": self.forecasts,
+                "written": self.written}
+
 
 def partition_key(kind: str, day: date, name: str | None = None) -> str:
     return f"{kind}/date={day.isoformat()}/{name or kind + '.parquet'}"

@@ -132,3 +132,45 @@ def promote_if_better(
 def pending_promotions(registry: ModelRegistry, group: str) -> list[ModelVersion]:
     """Approved versions without a promotion decision yet (what the sensor acts on)."""
     return [v for v in registry.list(group) if v.status == ApprovalStatus.APPROVED and v.promotion is None]
+
+
+def evaluate_registered_version(registry: ModelRegistry, objects, store, group: str, version: int,
+                                window_days: int = EVALUATION_DAYS) -> dict:
+    """Fetch the candidate and production packages, backtest both on the dataset's last
+    `window_days`, attach the report to the version (the approver's evidence) and return it."""
+    import tempfile
+    from pathlib import Path
+
+    from parking_core import dataset
+    from parking_core.forecasting.grid import readings_to_cube
+    from parking_core.forecasting.models_dir import common_grid
+    from parking_core.forecasting.package import download_package
+
+    candidate_version = registry.get(group, version)
+    production = registry.production(group)
+    timezone, step = common_grid(store)
+    with tempfile.TemporaryDirectory() as tmp:
+        candidate = download_package(objects, objects.key_of(candidate_version.model_uri), Path(tmp) / "candidate")
+        current = (download_package(objects, objects.key_of(production.model_uri), Path(tmp) / "production")
+                   if production else None)
+        frame = dataset.to_pandas(dataset.load(objects))
+        cube = readings_to_cube(frame, timezone, step, spec=candidate.grid)
+        report = evaluate_candidate(candidate, current, cube, window_days)
+    registry.attach_evaluation(group, version, report)
+    return report
+
+
+def on_package_state_change(registry: ModelRegistry, group: str, version: int, status: str,
+                            evaluate: Callable[[], dict], deploy: Callable[[ModelVersion], None]) -> dict:
+    """What the registry's state-change event triggers (the evaluate-promote Lambda; Dagster's
+    asset and sensor do the same steps). Idempotent: a repeated event changes nothing."""
+    current = registry.get(group, version)
+    if status == ApprovalStatus.PENDING:
+        if current.evaluation:
+            return {"action": "none", "reason": "already evaluated"}
+        return {"action": "evaluated", "evaluation": evaluate()}
+    if status == ApprovalStatus.APPROVED:
+        if current.promotion is not None:
+            return {"action": "none", "reason": f"already decided: {current.promotion['reason']}"}
+        return {"action": "promotion", **promote_if_better(registry, group, version, deploy)}
+    return {"action": "none", "reason": f"status {status}: nothing to do"}

@@ -3,6 +3,7 @@ all call these functions, so validation and semantics are identical everywhere."
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -86,6 +87,18 @@ def invalid_from_pydantic(exc: ValidationError, prefix: tuple[Any, ...] = (), dr
     return InvalidInput(f"invalid reading: {summary}", fields)
 
 
+MAX_BODY_BYTES = 1 << 20
+
+
+def parse_json_body(body: bytes | str) -> Any:
+    if len(body) > MAX_BODY_BYTES:
+        raise ServiceError(f"body larger than {MAX_BODY_BYTES} bytes")
+    try:
+        return json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InvalidInput(f"body is not JSON: {exc}", [FieldError("body", "not JSON")]) from None
+
+
 def parse_readings_payload(payload: Any) -> list[Reading]:
     """One reading as an object, or a batch as {"readings": [...]} or a bare list."""
     if isinstance(payload, dict) and "readings" in payload:
@@ -124,6 +137,7 @@ def authenticate(store: Store, api_key: str | None) -> Device:
 @dataclass
 class IngestResult:
     outcomes: list[PutOutcome] = field(default_factory=list)
+    readings: list[Reading] = field(default_factory=list)
 
     @property
     def created(self) -> int:
@@ -177,7 +191,7 @@ def ingest_readings(
     single = isinstance(payload, dict) and "readings" not in payload
     check_readings(store, readings, device, now or datetime.now(UTC), max_clock_skew, single)
     try:
-        return IngestResult(store.put_readings(readings))
+        return IngestResult(store.put_readings(readings), list(readings))
     except ConflictError as exc:
         where = ["body"] if single else [f"readings[{i}]" for i in exc.conflicts]
         raise Conflict(str(exc), [FieldError(w, "same key, different values") for w in where]) from None
@@ -202,8 +216,33 @@ def lot_summary(store: Store, lot: Lot) -> dict[str, Any]:
     }
 
 
-def list_lots(store: Store) -> list[dict[str, Any]]:
-    return [lot_summary(store, lot) for lot in store.list_lots()]
+def latest_forecast(store: Store, lot_id: str) -> dict[str, Any]:
+    get_lot(store, lot_id)
+    forecast = store.latest_forecast(lot_id)
+    if forecast is None:
+        raise NotFound(f"no forecast for lot {lot_id!r} yet", [FieldError("lot_id", "no forecast yet")])
+    return forecast.model_dump(mode="json")
+
+
+MAX_TREND_HOURS = 168
+
+
+def list_lots(store: Store, trend_hours: int = 0) -> list[dict[str, Any]]:
+    """Every lot with its latest reading; with trend_hours, also the occupancy rates of the
+    hours before that reading (the overview's sparkline) as [[epoch seconds, rate], ...]."""
+    if not 0 <= trend_hours <= MAX_TREND_HOURS:
+        raise InvalidInput(f"trend_hours must be 0..{MAX_TREND_HOURS}",
+                           [FieldError("trend_hours", "out of range")])
+    out = []
+    for lot in store.list_lots():
+        summary = lot_summary(store, lot)
+        if trend_hours and summary["latest"]:
+            end = datetime.fromisoformat(summary["latest"]["observed_at"])
+            readings = store.query_readings(lot.lot_id, end - timedelta(hours=trend_hours),
+                                            end + timedelta(microseconds=1))
+            summary["trend"] = [[int(r.observed_at.timestamp()), round(r.occupied / r.capacity, 4)] for r in readings]
+        out.append(summary)
+    return out
 
 
 def get_lot(store: Store, lot_id: str) -> Lot:
@@ -245,3 +284,13 @@ def readings_between(
     if not 1 <= limit <= MAX_QUERY_ROWS:
         raise InvalidInput(f"limit must be 1..{MAX_QUERY_ROWS}", [FieldError("limit", "out of range")])
     return store.query_readings(lot_id, start_t, end_t, limit=limit)
+
+
+def readings_page(store: Store, lot_id: str, start: str | None, end: str | None,
+                  limit: int | None = None) -> dict[str, Any]:
+    readings = readings_between(store, lot_id, start, end, limit)
+    return {
+        "lot_id": lot_id,
+        "count": len(readings),
+        "readings": [r.model_dump(mode="json", exclude_none=True, exclude={"lot_id"}) for r in readings],
+    }

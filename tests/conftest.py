@@ -9,11 +9,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from parking_core.config import Settings
 from parking_core.contracts import Lot, Reading
+from parking_core.csv_import import BIRMINGHAM, read_frame
 from parking_core.demo import free_port, wait_http
+from parking_core.forecasting.package import ModelPackage
 from parking_core.store.sqlite import SQLiteStore
 
 REPO = Path(__file__).resolve().parent.parent
@@ -82,9 +85,9 @@ class LiveServer:
         self.proc.wait(timeout=20)
 
 
-def start_server(data_dir: Path, port: int | None = None, workers: int = 1) -> LiveServer:
+def start_server(data_dir: Path, port: int | None = None, workers: int = 1, **env_vars: str) -> LiveServer:
     port = port or free_port()
-    env = {**os.environ, "PARKCAST_DATA_DIR": str(data_dir)}
+    env = {**os.environ, "PARKCAST_DATA_DIR": str(data_dir), **env_vars}
     proc = subprocess.Popen(
         [sys.executable, "-m", "parking_core.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
          "--workers", str(workers)],
@@ -94,6 +97,19 @@ def start_server(data_dir: Path, port: int | None = None, workers: int = 1) -> L
     url = f"http://127.0.0.1:{port}"
     wait_http(f"{url}/healthz", timeout=60, proc=proc)
     return LiveServer(url, proc, data_dir, port)
+
+
+def start_endpoint(model_dir: Path, port: int | None = None) -> LiveServer:
+    """The forecast endpoint (serving app) on loopback."""
+    port = port or free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "parking_core.cli", "serve-model", "--model", str(model_dir), "--host", "127.0.0.1",
+         "--port", str(port)],
+        cwd=REPO,
+    )
+    url = f"http://127.0.0.1:{port}"
+    wait_http(f"{url}/ping", timeout=60, proc=proc)
+    return LiveServer(url, proc, model_dir, port)
 
 
 @pytest.fixture
@@ -114,3 +130,52 @@ def live_server(data_dir: Path) -> Iterator[LiveServer]:
     yield server
     if server.proc.poll() is None:
         server.kill(signal.SIGTERM)
+
+
+# -- tiny trained forecasters, shared by the forecasting, serving and Lambda tests ------------
+
+LOTS = ["BHMBCCMKT01", "BHMEURBRD01", "Broad Street", "NIA South", "Shopping", "Others-CCCPS8"]
+SPLIT = pd.Timestamp("2016-11-21", tz="Europe/London")
+
+
+@pytest.fixture(scope="session")
+def readings():
+    frame, _ = read_frame(SAMPLE_CSV, BIRMINGHAM, "Europe/London")
+    return frame[frame["lot_id"].isin(LOTS)].reset_index(drop=True)
+
+
+@pytest.fixture(scope="session")
+def train_frame(readings):
+    return readings[readings["observed_at"] < SPLIT]
+
+
+def tiny_config(architecture: str):
+    from parking_core.forecasting.training import TrainConfig
+
+    # NHiTS also goes through the refit on every day; TFT keeps its validated weights.
+    return TrainConfig(architectures=(architecture,), max_epochs=1, limit_train_batches=12, hidden_size=8,
+                       batch_size=64, refit=architecture == "nhits")
+
+
+_PACKAGES: dict[str, ModelPackage] = {}
+
+
+def trained(architecture: str, train_frame, tmp_path_factory) -> ModelPackage:
+    from parking_core.forecasting.workflows import train_package
+
+    if architecture not in _PACKAGES:
+        out = tmp_path_factory.mktemp(architecture) / "package"
+        _PACKAGES[architecture], _ = train_package(
+            train_frame, "Europe/London", 30, out, tiny_config(architecture), progress=False
+        )
+    return _PACKAGES[architecture]
+
+
+@pytest.fixture(scope="session", params=["tft", "nhits"])
+def package(request, train_frame, tmp_path_factory) -> ModelPackage:
+    return trained(request.param, train_frame, tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def tft_package(train_frame, tmp_path_factory) -> ModelPackage:
+    return trained("tft", train_frame, tmp_path_factory)

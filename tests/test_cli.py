@@ -92,6 +92,17 @@ def test_demo_brings_the_system_up_and_stops_on_sigint(tmp_path):
                   "observed_at": "2016-12-06T08:00:00+00:00", "capacity": 577, "occupied": 60},
         )
         assert r.status_code == 201
+        # The demo approved its quick model, the endpoint serves it and the reading got a forecast.
+        (entry,) = r.json()["forecasts"]
+        assert entry["status"] == "ok" and len(entry["forecast"]["steps"]) == 8
+        stored = httpx.get(f"http://127.0.0.1:{port}/v1/lots/{saved['lot_id']}/forecast").json()
+        assert stored == entry["forecast"]
+        assert any("forecast endpoint http://127.0.0.1:" in line for line in lines)
+        dashboard = next(line.split()[1] for line in lines if line.strip().startswith("dashboard"))
+        assert "<title>parkcast</title>" in httpx.get(dashboard).text
+        status = httpx.get(f"http://127.0.0.1:{port}/v1/status").json()
+        assert status["models"]["production"] == 1 and status["dagster_url"].startswith("http://127.0.0.1:")
+        assert status["pipeline"]["decision"].startswith("retrain: no consolidated dataset yet")
         # The pipeline ran once and the Dagster UI serves its graph.
         dagster_url = next(line.split()[2] for line in lines if "Dagster UI" in line)
         graph = httpx.post(f"{dagster_url}/graphql", json={"query": "{ assetNodes { assetKey { path } } }"}).json()

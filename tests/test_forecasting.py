@@ -9,60 +9,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import SAMPLE_CSV
+from conftest import SAMPLE_CSV, tiny_config
 
-from parking_core.csv_import import BIRMINGHAM, read_frame
 from parking_core.forecasting.backtest import run_backtest
 from parking_core.forecasting.baselines import baseline_point_forecasts
 from parking_core.forecasting.grid import readings_to_cube
-from parking_core.forecasting.package import ModelPackage
 from parking_core.forecasting.windows import request_at
-
-LOTS = ["BHMBCCMKT01", "BHMEURBRD01", "Broad Street", "NIA South", "Shopping", "Others-CCCPS8"]
-SPLIT = pd.Timestamp("2016-11-21", tz="Europe/London")
-
-
-@pytest.fixture(scope="session")
-def readings():
-    frame, _ = read_frame(SAMPLE_CSV, BIRMINGHAM, "Europe/London")
-    return frame[frame["lot_id"].isin(LOTS)].reset_index(drop=True)
-
-
-@pytest.fixture(scope="session")
-def train_frame(readings):
-    return readings[readings["observed_at"] < SPLIT]
-
-
-def tiny_config(architecture: str):
-    from parking_core.forecasting.training import TrainConfig
-
-    # NHiTS also goes through the refit on every day; TFT keeps its validated weights.
-    return TrainConfig(architectures=(architecture,), max_epochs=1, limit_train_batches=12, hidden_size=8,
-                       batch_size=64, refit=architecture == "nhits")
-
-
-_PACKAGES: dict[str, ModelPackage] = {}
-
-
-def trained(architecture: str, train_frame, tmp_path_factory) -> ModelPackage:
-    from parking_core.forecasting.workflows import train_package
-
-    if architecture not in _PACKAGES:
-        out = tmp_path_factory.mktemp(architecture) / "package"
-        _PACKAGES[architecture], _ = train_package(
-            train_frame, "Europe/London", 30, out, tiny_config(architecture), progress=False
-        )
-    return _PACKAGES[architecture]
-
-
-@pytest.fixture(scope="session", params=["tft", "nhits"])
-def package(request, train_frame, tmp_path_factory) -> ModelPackage:
-    return trained(request.param, train_frame, tmp_path_factory)
-
-
-@pytest.fixture(scope="session")
-def tft_package(train_frame, tmp_path_factory) -> ModelPackage:
-    return trained("tft", train_frame, tmp_path_factory)
 
 
 def test_baseline_formulas():

@@ -10,7 +10,7 @@ import pytest
 from conftest import SAMPLE_CSV
 
 from parking_core.csv_import import BIRMINGHAM, read_frame
-from parking_core.forecasting.grid import align, infer_open_slots, nearest_slot, readings_to_cube
+from parking_core.forecasting.grid import GridSpec, align, infer_open_slots, nearest_slot, readings_to_cube
 
 
 @pytest.fixture(scope="module")
@@ -85,3 +85,35 @@ def test_24_hour_lot():
     cube = readings_to_cube(readings, "UTC", 30)
     assert cube.spec.slots_per_day == 48 and cube.rate.shape == (1, 3, 48)
     assert not np.isnan(cube.rate).any()
+
+
+def test_the_serving_fast_path_equals_the_training_path_on_every_sample_lot():
+    """lot_rates (numpy, serving) and readings_to_cube (pandas, training) agree exactly, dead-sensor
+    masking and the 23:50 -> next-day roll included."""
+    from datetime import date
+
+    from conftest import SAMPLE_CSV
+
+    from parking_core.csv_import import BIRMINGHAM, read_frame
+    from parking_core.forecasting.grid import lot_rates, readings_to_cube
+    from parking_core.forecasting.serve import History
+
+    frame, _ = read_frame(SAMPLE_CSV, BIRMINGHAM, "Europe/London")
+    cube = readings_to_cube(frame, "Europe/London", 30)
+    for first, last in ((cube.days[0], cube.days[-1]), (date(2016, 10, 20), date(2016, 11, 24))):
+        for lot_id, group in frame.groupby("lot_id"):
+            expected = readings_to_cube(group, "Europe/London", 30, spec=cube.spec, lots=[lot_id],
+                                        first_day=first, last_day=last).rate[0]
+            h = History.of_frame(group)
+            got = lot_rates(h.epoch_ns, h.occupied, h.capacity, "Europe/London", cube.spec, first, last)
+            np.testing.assert_array_equal(got, expected, err_msg=lot_id)
+    # Readings near midnight roll into the next day exactly as in training.
+    times = pd.to_datetime(["2020-01-06 23:50", "2020-01-07 08:05"], utc=True)
+    late = pd.DataFrame({"lot_id": "L", "observed_at": times, "occupied": [5, 7], "capacity": [10, 10]})
+    spec = GridSpec(30, tuple(range(0, 1440, 30)))
+    h = History.of_frame(late)
+    got = lot_rates(h.epoch_ns, h.occupied, h.capacity, "UTC", spec, date(2020, 1, 6), date(2020, 1, 7))
+    expected = readings_to_cube(late, "UTC", 30, spec=spec, first_day=date(2020, 1, 6),
+                                last_day=date(2020, 1, 7)).rate[0]
+    np.testing.assert_array_equal(got, expected)
+    assert got[1, 0] == 0.5 and got[1, 16] == pytest.approx(0.7)

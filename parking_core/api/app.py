@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from datetime import timedelta
 from typing import Any
@@ -10,20 +9,23 @@ from typing import Any
 from fastapi import FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.concurrency import run_in_threadpool
 
 from parking_core import service
 from parking_core.config import Settings, get_settings
+from parking_core.prediction import ingest_and_forecast
+from parking_core.predictor import Predictor, open_predictor
 from parking_core.store import Store, open_store
 
 log = logging.getLogger("parkcast.api")
 
-MAX_BODY_BYTES = 1 << 20
-
-
-def create_app(settings: Settings | None = None, store: Store | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, store: Store | None = None,
+               predictor: Predictor | None = None) -> FastAPI:
     settings = settings or get_settings()
     store = store or open_store(settings)
     skew = timedelta(seconds=settings.max_clock_skew_s)
+    predictor = predictor if predictor is not None else open_predictor(settings)
 
     app = FastAPI(
         title="parkcast API",
@@ -71,23 +73,31 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
     )
     async def post_readings(request: Request, x_api_key: str | None = Header(default=None)) -> JSONResponse:
         device = service.authenticate(store, x_api_key)
-        body = await request.body()
-        if len(body) > MAX_BODY_BYTES:
-            raise service.ServiceError(f"body larger than {MAX_BODY_BYTES} bytes")
-        try:
-            payload: Any = json.loads(body)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise service.InvalidInput(f"body is not JSON: {exc}", [service.FieldError("body", "not JSON")]) from None
-        result = service.ingest_readings(store, payload, device, max_clock_skew=skew)
-        return JSONResponse(result.to_dict(), status_code=201 if result.created else 200)
+        payload = service.parse_json_body(await request.body())
+        # Sync work (SQLite, the endpoint call) off the event loop.
+        result, answer = await run_in_threadpool(ingest_and_forecast, store, predictor, payload, device, skew)
+        return JSONResponse(answer, status_code=201 if result.created else 200)
 
-    @app.get("/v1/lots", summary="Every lot with its latest reading")
-    async def get_lots() -> list[dict[str, Any]]:
-        return service.list_lots(store)
+    @app.get("/v1/lots", summary="Every lot with its latest reading (and, on request, its recent trend)")
+    async def get_lots(trend_hours: int = Query(default=0, description="hours of history per lot, 0..168")):
+        return await run_in_threadpool(service.list_lots, store, trend_hours)
+
+    @app.get("/v1/status", summary="Last pipeline run, last drift decision, model versions")
+    async def get_status() -> dict[str, Any]:
+        from parking_core.objectstore import ObjectStore
+        from parking_core.registry import open_registry
+        from parking_core.status import system_status
+
+        return await run_in_threadpool(system_status, open_registry(settings), ObjectStore(settings.objects_url),
+                                       settings.model_group, settings.dagster_url)
 
     @app.get("/v1/lots/{lot_id}", summary="One lot with its latest reading")
     async def get_lot(lot_id: str) -> dict[str, Any]:
         return service.lot_summary(store, service.get_lot(store, lot_id))
+
+    @app.get("/v1/lots/{lot_id}/forecast", summary="The latest forecast of one lot")
+    async def get_forecast(lot_id: str) -> dict[str, Any]:
+        return service.latest_forecast(store, lot_id)
 
     @app.get("/v1/lots/{lot_id}/readings", summary="Readings of one lot in [start, end)")
     async def get_readings(
@@ -96,15 +106,21 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
         end: str | None = Query(default=None, description="ISO 8601 with offset; default now"),
         limit: int | None = Query(default=None, description=f"at most {service.MAX_QUERY_ROWS}"),
     ) -> dict[str, Any]:
-        readings = service.readings_between(store, lot_id, start, end, limit)
-        return {
-            "lot_id": lot_id,
-            "count": len(readings),
-            "readings": [r.model_dump(mode="json", exclude_none=True, exclude={"lot_id"}) for r in readings],
-        }
+        return service.readings_page(store, lot_id, start, end, limit)
 
     _add_schemas(app)
+    web = web_dir(settings)
+    if web is not None:
+        # Last: API routes win; everything else is the dashboard's static files.
+        app.mount("/", StaticFiles(directory=web, html=True), name="web")
     return app
+
+
+def web_dir(settings: Settings):
+    from pathlib import Path
+
+    path = Path(settings.web_dir) if settings.web_dir else Path(__file__).resolve().parents[2] / "web"
+    return path if (path / "index.html").exists() else None
 
 
 def _add_schemas(app: FastAPI) -> None:

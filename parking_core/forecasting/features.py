@@ -107,7 +107,8 @@ def lot_features(
 
     def lag(k_days: int) -> np.ndarray:
         out = np.empty_like(filled)
-        out[k_days:] = filled[: n_days - k_days]
+        if n_days > k_days:  # a history shorter than the lag has nothing to shift
+            out[k_days:] = filled[: n_days - k_days]
         # Before the history starts: the profile of that weekday stands in.
         for d in range(min(k_days, n_days)):
             out[d] = prof[(dows[d] - k_days) % 7]

@@ -176,3 +176,47 @@ def readings_to_cube(
     spec = spec or GridSpec(step_minutes, infer_open_slots(aligned, step_minutes))
     aligned = mask_dead_sensor(aligned, step_minutes)
     return build_cube(aligned, spec, timezone=timezone, **kwargs)
+
+
+def lot_rates(
+    epoch_ns: np.ndarray,
+    occupied: np.ndarray,
+    capacity: np.ndarray,
+    timezone: str,
+    spec: GridSpec,
+    first_day: date,
+    last_day: date,
+) -> np.ndarray:
+    """[days, open slots] rates of one lot: readings_to_cube's align -> mask -> densify for a
+    single lot in plain numpy (the serving hot path; a test holds the two equal)."""
+    n_days = (last_day - first_day).days + 1
+    rate = np.full((n_days, spec.slots_per_day), np.nan, dtype=np.float32)
+    if len(epoch_ns) == 0:
+        return rate
+    local_ns = pd.DatetimeIndex(np.asarray(epoch_ns, dtype="int64"), tz="UTC").tz_convert(
+        timezone).tz_localize(None).asi8
+    day_ns = 86_400_000_000_000
+    day = local_ns // day_ns
+    slot = nearest_slot((local_ns - day * day_ns) / 60e9, spec.step_minutes)
+    rolled = slot >= 1440  # 23:50 on a 30-minute grid is 00:00 of the next day
+    day, slot = day + rolled, np.where(rolled, slot - 1440, slot)
+    keys, inverse = np.unique(day * 1440 + slot, return_inverse=True)  # sorted by (day, slot)
+    counts = np.bincount(inverse)
+    mean_occupied = np.bincount(inverse, weights=np.asarray(occupied, dtype=float)) / counts
+    max_capacity = np.zeros(len(keys))
+    np.maximum.at(max_capacity, inverse, np.asarray(capacity, dtype=float))
+    rates = np.clip(mean_occupied / max_capacity, 0.0, 1.0)
+    # Dead sensor: one non-zero, non-full count repeated over DEAD_AFTER or longer.
+    rounded = np.round(mean_occupied)
+    starts = np.flatnonzero(np.r_[True, rounded[1:] != rounded[:-1]])
+    run_len = np.diff(np.r_[starts, len(rounded)])
+    run_of = np.repeat(run_len, run_len)
+    min_run = int(DEAD_AFTER / timedelta(minutes=spec.step_minutes))
+    rates[(run_of >= min_run) & (rounded > 0) & (rounded < max_capacity)] = np.nan
+    key_day, key_slot = keys // 1440, keys % 1440
+    slot_pos = np.full(1440, -1)
+    slot_pos[list(spec.open_slots)] = np.arange(spec.slots_per_day)
+    day_idx = key_day - (first_day - date(1970, 1, 1)).days
+    keep = (slot_pos[key_slot] >= 0) & (day_idx >= 0) & (day_idx < n_days)
+    rate[day_idx[keep], slot_pos[key_slot[keep]]] = rates[keep].astype(np.float32)
+    return rate

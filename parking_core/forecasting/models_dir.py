@@ -33,6 +33,19 @@ def install_package(settings: Settings, package: ModelPackage, make_current: boo
     return target
 
 
+def deploy_locally(settings: Settings, version) -> None:
+    """The local promotion: the registered version's package becomes CURRENT for the endpoint."""
+    import tempfile
+    from pathlib import Path
+
+    from parking_core.forecasting.package import download_package
+    from parking_core.objectstore import ObjectStore
+
+    objects = ObjectStore(settings.objects_url)
+    with tempfile.TemporaryDirectory() as tmp:
+        install_package(settings, download_package(objects, objects.key_of(version.model_uri), Path(tmp) / "package"))
+
+
 def current_package(settings: Settings) -> ModelPackage:
     pointer = models_root(settings) / "CURRENT"
     if not pointer.exists():

@@ -6,13 +6,16 @@ Lambda flow. A lot with too little history gets a baseline forecast flagged in `
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+import numpy as np
 import pandas as pd
 
 from parking_core.contracts import Forecast, ForecastStep, Lot
-from parking_core.forecasting.grid import GridSpec, nearest_slot, readings_to_cube
+from parking_core.forecasting.grid import GridSpec, lot_rates, nearest_slot
 from parking_core.forecasting.package import ModelPackage, OnnxForecaster
 from parking_core.forecasting.windows import prob_free, request_at, slot_datetime, target_positions
 from parking_core.store import ReadingStore
@@ -39,6 +42,59 @@ def readings_frame(readings) -> pd.DataFrame:
     )
 
 
+@dataclass
+class History:
+    """One lot's readings as arrays: what the serving hot path works on."""
+
+    epoch_ns: np.ndarray
+    occupied: np.ndarray
+    capacity: np.ndarray
+
+    @classmethod
+    def of_frame(cls, frame: pd.DataFrame) -> History:
+        at = pd.to_datetime(frame["observed_at"], utc=True)
+        return cls(at.astype("int64").to_numpy(), frame["occupied"].to_numpy(float), frame["capacity"].to_numpy(float))
+
+    @classmethod
+    def of_epoch_seconds(cls, epoch_s, occupied, capacity) -> History:
+        return cls(np.asarray(epoch_s, dtype="int64") * 1_000_000_000, np.asarray(occupied, dtype=float),
+                   np.asarray(capacity, dtype=float))
+
+
+def forecasts_from_histories(
+    items: Sequence[tuple[Lot, History, datetime]],
+    package: ModelPackage,
+    forecaster: OnnxForecaster,
+) -> list[Forecast]:
+    """One forecast per (lot, history, origin), all lots through the network in one batch."""
+    spec = package.grid
+    requests, zones = [], []
+    for lot, history, at in items:
+        zone = ZoneInfo(lot.timezone)
+        local = at.astimezone(zone).replace(tzinfo=None)
+        day_offset, slot = origin_slot(local, spec)
+        last_day = local.date() + timedelta(days=day_offset)
+        first_day = last_day - timedelta(days=HISTORY_DAYS)
+        rate = lot_rates(history.epoch_ns, history.occupied, history.capacity, lot.timezone, spec, first_day, last_day)
+        days = [first_day + timedelta(days=i) for i in range(len(rate))]
+        requests.append(request_at(lot.lot_id, float(lot.capacity), days, rate, len(days) - 1, slot,
+                                   forecaster.horizon))
+        zones.append(zone)
+    quantiles = forecaster.predict(requests) if requests else []
+    out = []
+    for (lot, _, at), request, zone, q, source in zip(items, requests, zones, quantiles, forecaster.sources,
+                                                       strict=True):
+        steps = []
+        for (day, minutes), qs, pf in zip(target_positions(request, spec, forecaster.horizon), q,
+                                          prob_free(q, float(lot.capacity)), strict=True):
+            when = slot_datetime(day, minutes).replace(tzinfo=zone).astimezone(UTC)
+            steps.append(ForecastStep(target_time=when, p10=float(qs[0]), p50=float(qs[1]), p90=float(qs[2]),
+                                      prob_free=float(pf)))
+        out.append(Forecast(lot_id=lot.lot_id, issued_at=at, model_version=package.version, source=source,
+                            steps=tuple(steps)))
+    return out
+
+
 def forecast_from_history(
     lot: Lot,
     history: pd.DataFrame,
@@ -46,33 +102,7 @@ def forecast_from_history(
     package: ModelPackage,
     forecaster: OnnxForecaster,
 ) -> Forecast:
-    spec = package.grid
-    zone = ZoneInfo(lot.timezone)
-    local = at.astimezone(zone).replace(tzinfo=None)
-    day_offset, slot = origin_slot(local, spec)
-    last_day = local.date() + timedelta(days=day_offset)
-    first_day = last_day - timedelta(days=HISTORY_DAYS)
-    cube = readings_to_cube(
-        history, lot.timezone, spec.step_minutes, spec=spec, lots=[lot.lot_id],
-        first_day=first_day, last_day=last_day, capacity={lot.lot_id: float(lot.capacity)},
-    )
-    request = request_at(lot.lot_id, float(lot.capacity), cube.days, cube.rate[0], len(cube.days) - 1, slot,
-                         forecaster.horizon)
-    quantiles = forecaster.predict([request])[0]
-    chance_free = prob_free(quantiles, float(lot.capacity))
-    steps = []
-    for (day, minutes), q, pf in zip(target_positions(request, spec, forecaster.horizon), quantiles, chance_free,
-                                     strict=True):
-        when = slot_datetime(day, minutes).replace(tzinfo=zone).astimezone(UTC)
-        steps.append(ForecastStep(target_time=when, p10=float(q[0]), p50=float(q[1]), p90=float(q[2]),
-                                  prob_free=float(pf)))
-    return Forecast(
-        lot_id=lot.lot_id,
-        issued_at=at,
-        model_version=package.version,
-        source=forecaster.sources[0],
-        steps=tuple(steps),
-    )
+    return forecasts_from_histories([(lot, History.of_frame(history), at)], package, forecaster)[0]
 
 
 def forecast_lot(

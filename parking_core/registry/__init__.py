@@ -27,7 +27,7 @@ def open_registry(settings) -> ModelRegistry:
     if settings.registry == "sagemaker":
         from parking_core.registry.sagemaker import SageMakerModelRegistry
 
-        return SageMakerModelRegistry(region=settings.aws_region)
+        return SageMakerModelRegistry(region=settings.aws_region, serving_image=settings.serving_image or None)
     from parking_core.registry.local import LocalModelRegistry
 
     return LocalModelRegistry(settings.registry_path)

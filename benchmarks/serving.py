@@ -1,0 +1,135 @@
+"""Forecast endpoint and real-time flow, over real servers on loopback.
+
+    .venv/bin/python benchmarks/serving.py [--model DIR] [--requests 300]
+
+Without --model it trains a package of the production architecture and size (TFT, default
+TrainConfig) for one short epoch on the sample: latency depends on the graph, not the weights.
+Prints /invocations p50/p99 for 1 lot and for 29 lots (the whole sample), the endpoint's cold
+start (process start to a 200 on /ping, and the model load alone) and RSS, and the end-to-end
+POST /v1/readings -> forecast latency through the local API.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from parking_core.csv_import import BIRMINGHAM, import_csv, read_frame  # noqa: E402
+from parking_core.demo import Supervisor, free_port, wait_http  # noqa: E402
+from parking_core.devices import register_device  # noqa: E402
+from parking_core.forecasting.invocation import build_instance  # noqa: E402
+from parking_core.store.sqlite import SQLiteStore  # noqa: E402
+
+SAMPLE = Path(__file__).resolve().parent.parent / "data" / "sample" / "birmingham_occupancy.csv"
+
+
+def quick_package(out: Path) -> Path:
+    from parking_core.forecasting.training import TrainConfig
+    from parking_core.forecasting.workflows import train_package
+
+    frame, _ = read_frame(SAMPLE, BIRMINGHAM, "Europe/London")
+    config = TrainConfig(architectures=("tft",), max_epochs=1, limit_train_batches=10, refit=False)
+    package, _ = train_package(frame, "Europe/London", 30, out, config, progress=False)
+    return package.path
+
+
+def percentiles(ms: list[float]) -> tuple[float, float]:
+    ordered = sorted(ms)
+    return statistics.median(ordered), ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))]
+
+
+def timed_posts(client: httpx.Client, url: str, bodies: list, headers: dict | None = None) -> list[float]:
+    out = []
+    for body in bodies:
+        start = time.perf_counter()
+        r = client.post(url, content=body, headers={"Content-Type": "application/json", **(headers or {})})
+        out.append((time.perf_counter() - start) * 1000)
+        if r.status_code >= 300:
+            raise SystemExit(f"{url}: {r.status_code} {r.text[:200]}")
+    return out
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", type=Path, default=None)
+    ap.add_argument("--requests", type=int, default=300)
+    args = ap.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="parkcast-serving-"))
+    model = args.model or quick_package(tmp / "package")
+    store = SQLiteStore(tmp / "data" / "parkcast.sqlite3") if (tmp / "data").mkdir() is None else None
+    import_csv(store, SAMPLE, BIRMINGHAM, "Europe/London")
+    lots = store.list_lots()
+    at = max(store.latest_reading(lot.lot_id).observed_at for lot in lots)
+    instances = [build_instance(lot, store.query_readings(lot.lot_id, at - timedelta(days=36), at), at) for lot in lots]
+    one = [json.dumps({"instances": [instances[i % len(instances)]]}).encode() for i in range(args.requests)]
+    many = [json.dumps({"instances": instances}).encode()] * max(20, args.requests // 5)
+
+    sup = Supervisor()
+    try:
+        port = free_port()
+        started = time.perf_counter()
+        proc = sup.start("endpoint", [sys.executable, "-m", "parking_core.cli", "serve-model", "--model", str(model),
+                                      "--port", str(port)])
+        url = f"http://127.0.0.1:{port}"
+        wait_http(f"{url}/ping", timeout=60, proc=proc)
+        cold_start = time.perf_counter() - started
+        load_seconds = httpx.get(f"{url}/ping").json()["load_seconds"]
+        with httpx.Client(timeout=30) as client:
+            timed_posts(client, f"{url}/invocations", one[:20])  # warm-up
+            one_ms = timed_posts(client, f"{url}/invocations", one)
+            many_ms = timed_posts(client, f"{url}/invocations", many)
+        rss = rss_mb(proc.pid)
+
+        api_port = free_port()
+        env = {**os.environ, "PARKCAST_DATA_DIR": str(tmp / "data"), "PARKCAST_PREDICTOR": "http",
+               "PARKCAST_PREDICTOR_URL": url}
+        api = sup.start("api", [sys.executable, "-m", "parking_core.cli", "serve", "--port", str(api_port)], env=env)
+        wait_http(f"http://127.0.0.1:{api_port}/healthz", timeout=60, proc=api)
+        keys = {lot.lot_id: register_device(store, lot.lot_id, f"bench-{i}")[1] for i, lot in enumerate(lots[:10])}
+        posts = []
+        for i in range(args.requests // 3):
+            lot = lots[i % 10]
+            latest = store.latest_reading(lot.lot_id)
+            when = at + timedelta(minutes=30 * (i // 10 + 1))
+            body = {"lot_id": lot.lot_id, "device_id": f"bench-{i % 10}", "capacity": latest.capacity,
+                    "occupied": latest.occupied, "observed_at": when.isoformat()}
+            posts.append((json.dumps(body).encode(), {"X-API-Key": keys[lot.lot_id]}))
+        with httpx.Client(timeout=30) as client:
+            e2e_ms = []
+            for body, headers in posts:
+                e2e_ms += timed_posts(client, f"http://127.0.0.1:{api_port}/v1/readings", [body], headers)
+                assert client.get(f"http://127.0.0.1:{api_port}/v1/lots/{lots[0].lot_id}/forecast").status_code == 200
+    finally:
+        sup.stop()
+
+    print(f"\nparkcast serving benchmark (model {model.name}, {os.cpu_count()} CPUs, 1 onnxruntime thread)")
+    print(f"{'measure':<44} {'p50 ms':>8} {'p99 ms':>8} {'n':>5}")
+    for name, ms in (("/invocations, 1 lot", one_ms), (f"/invocations, {len(instances)} lots", many_ms),
+                     ("POST /v1/readings -> forecast stored", e2e_ms)):
+        p50, p99 = percentiles(ms)
+        print(f"{name:<44} {p50:>8.1f} {p99:>8.1f} {len(ms):>5}")
+    print(f"cold start (spawn -> /ping 200): {cold_start:.2f} s; model load alone: {load_seconds:.3f} s")
+    print(f"endpoint RSS after the runs: {rss:.0f} MB")
+    print("targets: /invocations 1 lot p50 <= 10 ms, cold start <= 2 s, RSS <= 300 MB")
+
+
+if __name__ == "__main__":
+    main()
