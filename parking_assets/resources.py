@@ -58,12 +58,9 @@ class PipelineConfig(dg.ConfigurableResource):
     def train_config(self):
         from parking_core.forecasting.training import TrainConfig
 
-        cfg = TrainConfig(architectures=tuple(a.strip() for a in self.architectures.split(",")), refit=self.refit,
-                          val_days=self.evaluation_days)
-        for name in ("max_epochs", "limit_train_batches", "hidden_size"):
-            if getattr(self, name) is not None:
-                setattr(cfg, name, getattr(self, name))
-        return cfg
+        return TrainConfig.for_pipeline(self.architectures, self.refit, self.evaluation_days,
+                                        max_epochs=self.max_epochs, limit_train_batches=self.limit_train_batches,
+                                        hidden_size=self.hidden_size)
 
 
 class RegistryResource(dg.ConfigurableResource):

@@ -391,7 +391,7 @@ def registry_rollback() -> None:
 
 @main.group()
 def pipeline() -> None:
-    """The daily MLOps pipeline (Dagster graph, run in-process)."""
+    """The daily MLOps pipeline: run the Dagster graph here, or compile it for SageMaker."""
 
 
 @pipeline.command("run")
@@ -412,6 +412,20 @@ def pipeline_run(force_retrain: bool, architectures: str | None, max_epochs: int
     click.echo(outcome.summary())
     if not outcome.success:
         raise click.ClickException("the pipeline run failed; production is unchanged")
+
+
+def _add_sagemaker_commands() -> None:
+    """compile / upsert / start / run-local live in sagemaker_adapter (needs the pipeline extra)."""
+    try:
+        from sagemaker_adapter import cli as sagemaker_cli
+    except ImportError:  # an install without the pipeline extra
+        return
+    for command in (sagemaker_cli.compile_command, sagemaker_cli.upsert_command, sagemaker_cli.start_command,
+                    sagemaker_cli.run_local_command):
+        pipeline.add_command(command)
+
+
+_add_sagemaker_commands()
 
 
 @main.command()

@@ -63,6 +63,21 @@ class TrainConfig:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    @classmethod
+    def for_pipeline(cls, architectures: str = "tft,nhits", refit: bool = False, val_days: int = 7,
+                     **overrides) -> TrainConfig:
+        """The daily pipeline's config (Dagster resource or SageMaker hyperparameters, which
+        arrive as strings); None overrides keep the defaults."""
+        cfg = cls(architectures=tuple(a.strip() for a in str(architectures).split(",") if a.strip()),
+                  refit=str(refit).lower() in ("1", "true", "yes"), val_days=int(val_days))
+        for name, value in overrides.items():
+            if value is None or value == "" or (name == "limit_train_batches" and int(value) <= 0):
+                continue
+            if name not in ("max_epochs", "limit_train_batches", "hidden_size", "seed"):
+                raise ValueError(f"unknown training setting {name!r}")
+            setattr(cfg, name, int(value))
+        return cfg
+
 
 @dataclass
 class Candidate:

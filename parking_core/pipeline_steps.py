@@ -1,0 +1,103 @@
+"""The daily pipeline's steps as plain functions. The Dagster assets (parking_assets) and the
+SageMaker step scripts (sagemaker_adapter.steps) are thin adapters over these, so both
+deployments take the same decisions on the same data."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+from parking_core import dataset
+from parking_core.mlops import RetrainDecision, decide_retrain
+from parking_core.registry import ApprovalStatus, ModelRegistry
+from parking_core.status import record_pipeline_run
+
+
+@dataclass
+class DriftCheck:
+    decision: RetrainDecision
+    new_days: list[date]
+    report: Any = None  # DriftReport when a test ran
+    report_key: str | None = None
+    extra: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The property file SageMaker's condition reads (`retrain`) and the run summary."""
+        out = {"retrain": self.decision.retrain, "decision": self.decision.summary, "reasons": self.decision.reasons,
+               "new_days": [d.isoformat() for d in self.new_days], "drift_report": self.report_key}
+        if self.report is not None:
+            out.update({"drift": self.report.drift, "p_value": self.report.p_value, "effect": self.report.effect,
+                        "reason": self.report.reason})
+        return out
+
+
+def check_drift(objects, registry: ModelRegistry, group: str, timezone: str, step_minutes: int, *,
+                reference_days: int = 21, p_value: float = 0.05, min_effect: float = 0.05, force: bool = False,
+                run_id: str = "") -> DriftCheck:
+    """Drift test of the new exported days against the consolidated dataset, then the retrain
+    condition; writes drift/<day>/report.json + .png and pipeline/last_run.json."""
+    from parking_core.drift import MIN_NEW_DAYS, detect_drift
+    from parking_core.forecasting.grid import readings_to_cube
+
+    new_days = dataset.new_days(objects)
+    reference = dataset.load(objects)
+    production = registry.production(group)
+    # Without production, a version still waiting for a person's decision is enough.
+    waiting = [v.version for v in registry.list(group) if v.status == ApprovalStatus.PENDING]
+    report, report_key = None, None
+    new_frame = dataset.read_days(objects, new_days) if new_days else None
+    if not new_days:
+        finding = "no new exported days since the last consolidation"
+    elif reference.is_empty():
+        finding = "no consolidated dataset yet"
+    elif new_frame.is_empty():
+        finding = "the new days hold no readings"
+    else:
+        ref_cube = readings_to_cube(dataset.to_pandas(reference), timezone, step_minutes).day_slice(-reference_days)
+        new_cube = readings_to_cube(dataset.to_pandas(new_frame), timezone, step_minutes, spec=ref_cube.spec)
+        report = detect_drift(ref_cube, new_cube, p_val=p_value, min_effect=min_effect)
+        report_key = f"drift/{new_days[-1].isoformat()}/report.json"
+        objects.put_json(report_key, report.to_dict())
+        objects.put_bytes(report_key.replace(".json", ".png"), report.plot_png())
+        finding = "drift" if report.drift else ("no drift" if report.n_new >= MIN_NEW_DAYS else report.reason)
+    decision = decide_retrain(
+        has_new_days=bool(new_days) and not (new_frame is not None and new_frame.is_empty()),
+        has_dataset=not reference.is_empty(),
+        drift=report.drift if report else None,
+        finding=finding,
+        production_version=production.version if production else None,
+        waiting_version=waiting[-1] if waiting else None,
+        force=force,
+    )
+    check = DriftCheck(decision, new_days, report, report_key)
+    record_pipeline_run(objects, {"run_id": run_id, "at": datetime.now(UTC).isoformat(timespec="seconds"),
+                                  **check.to_dict()})
+    return check
+
+
+def consolidate(objects) -> dict:
+    """Merge every new exported day into the dataset (deduplicated, schema enforced)."""
+    days = dataset.new_days(objects)
+    info = dataset.consolidate(objects, days)
+    return {**info, "new_days": len(days)}
+
+
+def train(objects, timezone: str, step_minutes: int, out_dir: Path, config, progress: bool = False):
+    """Train on the consolidated dataset; the package (model.onnx, metrics.json, ...) lands in out_dir."""
+    from parking_core.forecasting.workflows import train_package
+
+    frame = dataset.to_pandas(dataset.load(objects))
+    package, _ = train_package(frame, timezone, step_minutes, Path(out_dir), config, progress=progress)
+    return package
+
+
+def registration(package_metrics: dict, manifest: dict, run_id: str, code_version: str) -> tuple[dict, dict]:
+    """(metrics, lineage) recorded on a new registry version."""
+    selected = package_metrics["selected"]
+    metrics = {"val_intraday_mae": package_metrics["candidates"][selected]["val_intraday_mae"],
+               "architecture": selected}
+    lineage = {"data_hash": manifest["data_hash"], "code_version": code_version, "run_id": run_id,
+               "model_version": manifest["model_version"]}
+    return metrics, lineage
