@@ -10,6 +10,7 @@ import os
 
 import dagster as dg
 
+from parking_assets.edge_assets import slot_classifier
 from parking_assets.export_assets import (
     daily_export_job,
     daily_export_schedule,
@@ -39,7 +40,7 @@ daily_pipeline_schedule = dg.ScheduleDefinition(job=daily_pipeline_job, cron_sch
                                                 execution_timezone="UTC")
 
 defs = dg.Definitions(
-    assets=[daily_readings, *pipeline_assets],
+    assets=[daily_readings, *pipeline_assets, slot_classifier],
     asset_checks=[exported_row_counts_match_store, exported_keys_unique, readings_are_fresh, forecaster_metrics_sane],
     jobs=[daily_export_job, daily_pipeline_job, promotion_job],
     schedules=[daily_export_schedule, daily_pipeline_schedule],

@@ -13,7 +13,8 @@ import click
 from parking_core.config import get_settings
 from parking_core.store import DeviceExistsError, NotFoundError, Store, open_store
 
-SAMPLE_CSV = Path(__file__).resolve().parent.parent / "data" / "sample" / "birmingham_occupancy.csv"
+REPO = Path(__file__).resolve().parent.parent
+SAMPLE_CSV = REPO / "data" / "sample" / "birmingham_occupancy.csv"
 
 
 def _store() -> Store:
@@ -412,6 +413,31 @@ def pipeline_run(force_retrain: bool, architectures: str | None, max_epochs: int
     click.echo(outcome.summary())
     if not outcome.success:
         raise click.ClickException("the pipeline run failed; production is unchanged")
+
+
+@main.command("train-slots")
+@click.option("--labels", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              default=REPO / "data/sample/slots/cnrpark_camA/labels.csv", show_default=True,
+              help="CSV with path, occupied, split (train / val)")
+@click.option("--frames", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              default=REPO / "data/sample/slots/pklot_pucpr_frames/labeled", show_default=True,
+              help="labelled frames (+ PKLot XML) of another lot, for evaluation only")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=REPO / "edge_runtime/models",
+              show_default=True)
+@click.option("--epochs", type=int, default=30, show_default=True)
+def train_slots(labels: Path, frames: Path, out: Path, epochs: int) -> None:
+    """Train the edge's slot classifier (ONNX fp32 + int8, metrics.json, MODEL_CARD.md)."""
+    from edge_runtime.slotmap import load_slot_map
+    from parking_core.slot_training import SlotTrainConfig, model_card, train_slot_classifier
+
+    logging.getLogger("parkcast.slots").setLevel(logging.INFO)
+    external = [(xml.with_suffix(".jpg"), load_slot_map(xml)) for xml in sorted(frames.glob("*.xml"))]
+    metrics = train_slot_classifier(labels, out, SlotTrainConfig(epochs=epochs), external)
+    (out / "MODEL_CARD.md").write_text(model_card(metrics))
+    for name in ("fp32", "int8"):
+        m = metrics[name]
+        click.echo(f"{name}: {m['size_bytes'] / 1024:.0f} KB, val accuracy {m['val']['accuracy']:.4f}, "
+                   f"external frames {m.get('external_frames', {}).get('accuracy', float('nan')):.4f}")
 
 
 def _add_sagemaker_commands() -> None:

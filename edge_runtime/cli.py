@@ -1,0 +1,93 @@
+"""parkcast-edge: run the daemon, classify one frame (with an overlay picture), evaluate a
+labelled patch set."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from edge_runtime.config import ConfigError
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """parkcast on the Raspberry Pi."""
+
+
+@main.command()
+@click.option("--config", "config_path", required=True, type=click.Path(path_type=Path), help="edge.toml")
+@click.option("--log-level", default="INFO", show_default=True)
+def run(config_path: Path, log_level: str) -> None:
+    """Watch the car park and report readings until stopped (SIGTERM / Ctrl-C)."""
+    from edge_runtime.config import load_config
+    from edge_runtime.daemon import Daemon, setup_logging
+    from edge_runtime.slotmap import SlotMapError
+
+    setup_logging(log_level)
+    try:
+        daemon = Daemon(load_config(config_path))
+    except (ConfigError, SlotMapError, FileNotFoundError) as exc:
+        click.echo(f"parkcast-edge: {exc}", err=True)
+        sys.exit(2)
+    sys.exit(daemon.run())
+
+
+@main.command()
+@click.option("--frame", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--slots", "slots_path", required=True, type=click.Path(path_type=Path), help="slot map: .xml/.csv/.json")
+@click.option("--overlay", type=click.Path(dir_okay=False, path_type=Path), default=None, help="write OUT.png")
+@click.option("--model", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None)
+@click.option("--threshold", type=float, default=0.5, show_default=True)
+def classify(frame: Path, slots_path: Path, overlay: Path | None, model: Path | None, threshold: float) -> None:
+    """Per-slot states and the count of one frame, as JSON; --overlay draws free green, taken red."""
+    from PIL import Image
+
+    from edge_runtime.classifier import SlotClassifier
+    from edge_runtime.overlay import draw_overlay
+    from edge_runtime.preprocess import crop_all
+    from edge_runtime.slotmap import SlotMapError, load_slot_map, validate
+
+    try:
+        slot_map = load_slot_map(slots_path, frame.name)
+        image = Image.open(frame).convert("RGB")
+        validate(slot_map, image.size)
+    except (SlotMapError, OSError) as exc:
+        raise click.ClickException(str(exc)) from None
+    probabilities = SlotClassifier(model).predict(crop_all(image, slot_map))
+    states = probabilities >= threshold
+    if overlay:
+        draw_overlay(image, slot_map, states, probabilities).save(overlay)
+    click.echo(json.dumps({
+        "frame": str(frame), "capacity": len(slot_map.slots), "occupied": int(states.sum()),
+        "slots": [{"slot_id": s.slot_id, "occupied": bool(o), "confidence": round(float(p), 3)}
+                  for s, o, p in zip(slot_map.slots, states, probabilities, strict=True)],
+    }, indent=1))
+
+
+@main.command("eval")
+@click.option("--labels", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="CSV with path,occupied (paths relative to the CSV)")
+@click.option("--model", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None)
+@click.option("--split", default=None, help="only rows whose split column has this value")
+def evaluate(labels: Path, model: Path | None, split: str | None) -> None:
+    """Accuracy, precision, recall, F1 and the confusion matrix on a labelled patch set."""
+    from edge_runtime.classifier import SlotClassifier
+    from edge_runtime.evaluate import evaluate_patches
+
+    try:
+        result = evaluate_patches(SlotClassifier(model), labels, split=split)
+    except (ValueError, OSError) as exc:
+        raise click.ClickException(str(exc)) from None
+    (tn, fp), (fn, tp) = result["confusion"]
+    click.echo(json.dumps(result))
+    click.echo(f"accuracy {result['accuracy']:.4f}  precision {result['precision']:.4f}  recall "
+               f"{result['recall']:.4f}  F1 {result['f1']:.4f}  (n={result['n']})", err=True)
+    click.echo(f"              predicted free  predicted taken\ntruth free    {tn:>14} {fp:>16}\n"
+               f"truth taken   {fn:>14} {tp:>16}", err=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,106 @@
+"""edge.toml: what one Pi watches and where it reports. Validated at start: a bad file stops
+the daemon with the key at fault, before any camera or network is touched."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+
+class ConfigError(ValueError):
+    pass
+
+
+@dataclass
+class SourceConfig:
+    kind: str = "folder"  # folder (replay) | camera (OpenCV index) | rtsp (OpenCV URL) | picamera
+    path: str = ""  # folder of frames, camera index or stream URL
+    interval_s: float = 5.0
+    loop: bool = True  # folder: start again at the end
+
+
+@dataclass
+class SmoothingConfig:
+    alpha: float = 0.5  # weight of the new frame in the moving average
+    on: float = 0.6  # a free slot becomes taken above this smoothed probability
+    off: float = 0.4  # and free again below this one: no flicker in between
+
+
+@dataclass
+class UploadConfig:
+    batch: int = 100
+    timeout_s: float = 10.0
+    backoff_base_s: float = 1.0
+    backoff_max_s: float = 60.0
+
+
+@dataclass
+class EdgeConfig:
+    api_url: str
+    lot_id: str
+    device_id: str
+    slot_map: str
+    api_key: str = ""
+    api_key_file: str = ""
+    model: str = ""  # default: the packaged int8 model
+    frame: str = ""  # for a CSV slot map holding several frames
+    heartbeat_s: float = 300.0
+    outbox: str = "outbox.sqlite3"
+    health_file: str = "health.json"
+    threads: int = 1
+    source: SourceConfig = field(default_factory=SourceConfig)
+    smoothing: SmoothingConfig = field(default_factory=SmoothingConfig)
+    upload: UploadConfig = field(default_factory=UploadConfig)
+
+    def key(self) -> str:
+        if self.api_key:
+            return self.api_key
+        if self.api_key_file:
+            path = Path(self.api_key_file)
+            if not path.exists():
+                raise ConfigError(f"api_key_file {path} does not exist")
+            return path.read_text().strip()
+        if os.environ.get("PARKCAST_EDGE_API_KEY"):
+            return os.environ["PARKCAST_EDGE_API_KEY"]
+        raise ConfigError("no API key: set api_key, api_key_file or PARKCAST_EDGE_API_KEY")
+
+
+def _section(cls, data: dict, where: str):
+    known = {f.name: f for f in fields(cls)}
+    unknown = sorted(set(data) - set(known))
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}")
+    try:
+        return cls(**data)
+    except TypeError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+
+
+def load_config(path: Path | str) -> EdgeConfig:
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+    base = path.parent
+    sub = {name: _section(cls, data.pop(name, {}), f"{path} [{name}]")
+           for name, cls in (("source", SourceConfig), ("smoothing", SmoothingConfig), ("upload", UploadConfig))}
+    config = _section(EdgeConfig, {**data, **sub}, str(path))
+    # Relative paths are relative to the config file.
+    for name in ("slot_map", "model", "outbox", "health_file", "api_key_file"):
+        value = getattr(config, name)
+        if value and not Path(value).is_absolute():
+            setattr(config, name, str(base / value))
+    if config.source.kind == "folder" and config.source.path and not Path(config.source.path).is_absolute():
+        config.source.path = str(base / config.source.path)
+    if config.source.kind not in ("folder", "camera", "rtsp", "picamera"):
+        raise ConfigError(f"{path} [source]: kind must be folder, camera, rtsp or picamera")
+    if not 0 < config.smoothing.alpha <= 1 or not 0 <= config.smoothing.off < config.smoothing.on <= 1:
+        raise ConfigError(f"{path} [smoothing]: need 0 < alpha <= 1 and 0 <= off < on <= 1")
+    if not 1 <= config.upload.batch <= 100:
+        raise ConfigError(f"{path} [upload]: batch must be 1..100 (the API's limit)")
+    return config

@@ -1,0 +1,360 @@
+"""The edge runtime: slot maps, the crop, the packaged classifier's accuracy (camera A val and
+PKLot frames through the full path), the CLI, smoothing, and the daemon's reliability against
+the real API on loopback (outage, SIGKILL, corrupt frames, missing camera, bad slot map)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from conftest import REPO, start_server
+from PIL import Image
+
+from edge_runtime.slotmap import SlotMapError, load_slot_map
+
+SLOTS = REPO / "data" / "sample" / "slots"
+PKLOT = SLOTS / "pklot_pucpr_frames" / "labeled"
+XML = PKLOT / "2012-09-11_15_16_58.xml"
+FRAMES = sorted(PKLOT.glob("*.jpg"))
+
+
+# -- slot maps and the crop ------------------------------------------------------------------
+
+def test_pklot_xml_either_tag_case_csv_and_json_agree(tmp_path):
+    xml = load_slot_map(XML)
+    assert len(xml.slots) == 100 and xml.lot_id == "pucpr"
+    assert xml.slots[0].points == ((278, 230), (290, 186), (324, 185), (308, 230))
+    assert sum(s.occupied is None for s in xml.slots) == 1  # space 67 has no label
+    upper = tmp_path / "upper.xml"
+    upper.write_text(XML.read_text().replace("<point", "<Point").replace("<contour>", "<Contour>")
+                     .replace("</contour>", "</Contour>"))
+    assert [s.points for s in load_slot_map(upper).slots] == [s.points for s in xml.slots]
+    csv_map = load_slot_map(PKLOT / "slots.csv", "2012-09-11_15_16_58.jpg")
+    assert [s.points for s in csv_map.slots] == [s.points for s in xml.slots]
+    assert [s.occupied for s in csv_map.slots] == [s.occupied for s in xml.slots]
+    ours = tmp_path / "slots.json"
+    ours.write_text(json.dumps({**xml.to_json(), "frame_size": [1280, 720]}))
+    assert [s.points for s in load_slot_map(ours).slots] == [s.points for s in xml.slots]
+    # A contour-less space falls back to its rotated rectangle.
+    rect_only = tmp_path / "rect.xml"
+    rect_only.write_text('<parking id="x"><space id="1"><rotatedRect><center x="100" y="100"/><size w="40" h="20"/>'
+                         '<angle d="0"/></rotatedRect></space></parking>')
+    (slot,) = load_slot_map(rect_only).slots
+    assert sorted(slot.points) == [(80, 90), (80, 110), (120, 90), (120, 110)]
+
+
+@pytest.mark.parametrize(("content", "suffix", "message"), [
+    ('{"version": 1, "slots": [{"id": "a", "points": [[0, 0], [10, 0], [10, 10]]}]}', ".json", "has 3 points"),
+    ('{"version": 1, "slots": [{"id": "a", "points": [[0,0],[9,0],[9,9],[0,9]]}, '
+     '{"id": "a", "points": [[20,0],[29,0],[29,9],[20,9]]}]}', ".json", "appears twice"),
+    ('{"version": 1, "slots": [{"id": "a", "points": [[0,0],[1,0],[1,1],[0,1]]}]}', ".json", "degenerate"),
+    ('{"version": 1, "frame_size": [100, 100], "slots": [{"id": "a", "points": [[0,0],[500,0],[500,50],[0,50]]}]}',
+     ".json", "outside the 100x100 frame"),
+    ('{"slots": []}', ".json", 'expected {"version": 1'),
+    ("not json", ".json", "not valid JSON"),
+    ("<parking><space id='1'></parking>", ".xml", "not valid XML"),
+    ("a,b\n1,2\n", ".csv", "missing column(s)"),
+    ("", ".yaml", "unknown slot map format"),
+])
+def test_invalid_slot_maps_fail_with_a_clear_error(tmp_path, content, suffix, message):
+    path = tmp_path / f"map{suffix}"
+    path.write_text(content)
+    with pytest.raises(SlotMapError, match=message.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")):
+        load_slot_map(path)
+
+
+def test_perspective_crop_fills_the_patch_with_the_slot():
+    from edge_runtime.preprocess import crop
+
+    frame = Image.new("RGB", (200, 200), (0, 0, 255))
+    frame.paste((255, 0, 0), (60, 40, 140, 100))  # the slot: a red rectangle
+    patch = np.asarray(crop(frame, [(140, 100), (60, 100), (60, 40), (140, 40)], 32), dtype=int)
+    assert (patch[2:-2, 2:-2, 0] > 200).all() and (patch[2:-2, 2:-2, 2] < 50).all()
+
+
+# -- the packaged classifier -----------------------------------------------------------------
+
+def test_packaged_int8_model_meets_its_accuracy_targets():
+    from edge_runtime.classifier import DEFAULT_MODEL, SlotClassifier
+    from edge_runtime.evaluate import evaluate_frames, evaluate_patches
+
+    assert DEFAULT_MODEL.stat().st_size <= 2 * 1024 * 1024
+    classifier = SlotClassifier()
+    val = evaluate_patches(classifier, SLOTS / "cnrpark_camA" / "labels.csv", split="val")
+    assert val["n"] == 663 and val["accuracy"] >= 0.98
+    frames = evaluate_frames(classifier, [(xml.with_suffix(".jpg"), load_slot_map(xml)) for xml in PKLOT.glob("*.xml")])
+    assert frames["n"] == 299 and frames["accuracy"] >= 0.90
+
+
+def test_classify_and_eval_commands(tmp_path):
+    from edge_runtime.cli import main
+
+    runner = CliRunner()
+    frame = PKLOT / "2012-09-19_14_48_39.jpg"
+    r = runner.invoke(main, ["classify", "--frame", str(frame), "--slots", str(PKLOT / "slots.csv"),
+                             "--overlay", str(tmp_path / "o.png")])
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.output)
+    assert out["capacity"] == 100 and abs(out["occupied"] - 81) <= 8  # 81 taken in the labels
+    assert Image.open(tmp_path / "o.png").size == (1280, 720)
+    labels = tmp_path / "labels.csv"
+    rows = [line.split(",") for line in (SLOTS / "cnrpark_camA" / "labels.csv").read_text().splitlines()[1:]]
+    labels.write_text("path,occupied\n" + "".join(f"{SLOTS / 'cnrpark_camA' / r[0]},{r[2]}\n" for r in rows[-60:]))
+    r = runner.invoke(main, ["eval", "--labels", str(labels)])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.output.splitlines()[0])["n"] == 60 and "predicted free" in r.output
+    bad = tmp_path / "bad.csv"
+    bad.write_text("path,occupied\nx.jpg,maybe\n")
+    r = runner.invoke(main, ["eval", "--labels", str(bad)])
+    assert r.exit_code != 0 and "occupied must be 0 or 1" in r.output
+    r = runner.invoke(main, ["classify", "--frame", str(frame), "--slots", str(tmp_path / "none.json")])
+    assert r.exit_code != 0 and "no such slot map" in r.output
+
+
+def test_hysteresis_does_not_flicker():
+    from edge_runtime.smoothing import Smoother
+
+    smoother = Smoother(1, alpha=0.5, on=0.6, off=0.4)
+    seen = [bool(smoother.update([p])[0]) for p in [0.2, 0.55, 0.45, 0.58, 0.5, 0.9, 0.95, 0.5, 0.45, 0.6, 0.1, 0.05]]
+    assert seen == [False, False, False, False, False, True, True, True, True, True, False, False]
+
+
+def test_the_edge_needs_neither_torch_nor_dagster():
+    code = ("import sys\nfrom edge_runtime import cli, daemon, uploader, outbox, classifier, sources\n"
+            "heavy = {m.split('.')[0] for m in sys.modules} & {'torch', 'dagster', 'lightning', 'pandas', 'polars'}\n"
+            "print(sorted(heavy) or 'ok')")
+    r = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert r.stdout.strip() == "ok", r.stdout + r.stderr
+
+
+# -- the daemon against the real API -----------------------------------------------------------
+
+@pytest.fixture
+def api_site(data_dir):
+    """An API data folder with the PUCPR lot and a device key (the server is started by each test)."""
+    from parking_core.contracts import Lot
+    from parking_core.devices import register_device
+    from parking_core.store.sqlite import SQLiteStore
+
+    store = SQLiteStore(data_dir / "parkcast.sqlite3")
+    store.put_lot(Lot(lot_id="pucpr", name="PKLot PUCPR", capacity=100, timezone="America/Sao_Paulo"))
+    _, key = register_device(store, "pucpr", "pi-pucpr")
+    store.close()
+    return data_dir, key
+
+
+def write_config(tmp_path: Path, api_url: str, key: str, frames: Path, **extra) -> Path:
+    config = tmp_path / "edge.toml"
+    source = extra.pop("source", {})
+    lines = [f'api_url = "{api_url}"', 'lot_id = "pucpr"', 'device_id = "pi-pucpr"', f'api_key = "{key}"',
+             f'slot_map = "{XML}"', f'outbox = "{tmp_path / "outbox.sqlite3"}"',
+             f'health_file = "{tmp_path / "health.json"}"', f"heartbeat_s = {extra.pop('heartbeat_s', 0.3)}"]
+    lines += [f"{k} = {json.dumps(v)}" for k, v in extra.items()]
+    lines += ["[source]", 'kind = "folder"', f'path = "{frames}"', f"interval_s = {source.get('interval_s', 0.15)}",
+              f"loop = {json.dumps(source.get('loop', True))}", "[upload]", "backoff_base_s = 0.2",
+              "backoff_max_s = 1.0", "timeout_s = 3"]
+    config.write_text("\n".join(lines) + "\n")
+    return config
+
+
+def frames_folder(tmp_path: Path, corrupt: bool = False) -> Path:
+    folder = tmp_path / "frames"
+    folder.mkdir(parents=True, exist_ok=True)
+    for f in FRAMES:
+        shutil.copy(f, folder / f.name)
+    if corrupt:
+        (folder / "2012-09-15_00_00_00.jpg").write_bytes(b"\xff\xd8 this is not a jpeg")
+    return folder
+
+
+def outbox_rows(tmp_path: Path) -> list[tuple[str, str | None]]:
+    with sqlite3.connect(tmp_path / "outbox.sqlite3") as conn:
+        return conn.execute("SELECT key, sent_at FROM outbox ORDER BY id").fetchall()
+
+
+def server_keys(data_dir: Path) -> list[str]:
+    with sqlite3.connect(data_dir / "parkcast.sqlite3") as conn:
+        rows = conn.execute("SELECT observed_at FROM readings WHERE lot_id = 'pucpr' ORDER BY observed_at").fetchall()
+    return [r[0] for r in rows]
+
+
+def wait_for(predicate, timeout: float = 60.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.2)
+
+
+def start_daemon(config: Path) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "edge_runtime.cli", "run", "--config", str(config)], cwd=REPO,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def same_instants(outbox_keys: list[str], stored: list[str]) -> bool:
+    def instant(text: str) -> datetime:
+        return datetime.fromisoformat(text.split("|")[-1].replace("Z", "+00:00")).astimezone(UTC)
+
+    return sorted(map(instant, outbox_keys)) == sorted(map(instant, stored))
+
+
+@pytest.mark.slow
+def test_api_outage_then_every_reading_arrives_exactly_once(tmp_path, api_site):
+    from edge_runtime.config import load_config
+    from edge_runtime.daemon import Daemon
+    from parking_core.demo import free_port
+
+    data_dir, key = api_site
+    port = free_port()
+    config = write_config(tmp_path, f"http://127.0.0.1:{port}", key, frames_folder(tmp_path))
+    daemon = Daemon(load_config(config))
+    thread = threading.Thread(target=daemon.run, kwargs={"install_signals": False})
+    thread.start()
+    try:
+        wait_for(lambda: daemon.outbox.counts()["pending"] >= 8, what="readings queued while the API is down")
+        assert daemon.outbox.counts()["sent"] == 0 and daemon.uploader.failures > 0
+        health = json.loads((tmp_path / "health.json").read_text())
+        assert health["pending"] >= 1 and "network" in (health["last_upload_error"] or "")
+        server = start_server(data_dir, port=port)  # the API comes back
+        try:
+            time.sleep(1.0)
+            daemon.stopping.set()
+            thread.join(timeout=30)
+            # Whatever was left is uploaded by a restart, as on the device.
+            wait_for(lambda: not thread.is_alive(), what="daemon stop")
+            rest = Daemon(load_config(config))
+            while rest.uploader.upload_once():
+                pass
+            rest.outbox.close()
+            rows = outbox_rows(tmp_path)
+            assert rows and all(sent for _, sent in rows)
+            stored = server_keys(data_dir)
+            assert len(stored) == len(rows) == len(set(stored))  # every reading once, none twice
+            assert same_instants([k for k, _ in rows], stored)
+        finally:
+            server.kill(signal.SIGTERM)
+    finally:
+        daemon.stopping.set()
+        thread.join(timeout=30)
+
+
+@pytest.mark.slow
+def test_sigkill_mid_upload_loses_nothing_after_restart(tmp_path, api_site):
+    data_dir, key = api_site
+    server = start_server(data_dir)
+    try:
+        config = write_config(tmp_path, server.url, key, frames_folder(tmp_path), heartbeat_s=0.1,
+                              source={"interval_s": 0.05})
+        proc = start_daemon(config)
+        wait_for(lambda: len(server_keys(data_dir)) >= 10, what="first uploads")
+        proc.send_signal(signal.SIGKILL)  # no chance to flush anything
+        proc.wait(timeout=10)
+        at_kill = len(outbox_rows(tmp_path))
+        proc = start_daemon(config)
+        wait_for(lambda: len(outbox_rows(tmp_path)) >= at_kill + 5, what="new readings")
+        proc.send_signal(signal.SIGTERM)  # graceful this time: it stops cleanly
+        assert proc.wait(timeout=30) == 0
+        from edge_runtime.config import load_config
+        from edge_runtime.daemon import Daemon
+
+        rest = Daemon(load_config(config))
+        while rest.uploader.upload_once():
+            pass
+        rest.outbox.close()
+        rows = outbox_rows(tmp_path)
+        stored = server_keys(data_dir)
+        assert all(sent for _, sent in rows)
+        assert len(stored) == len(rows) == len(set(stored)) and same_instants([k for k, _ in rows], stored)
+    finally:
+        server.kill(signal.SIGTERM)
+
+
+@pytest.mark.slow
+def test_corrupt_frames_and_a_missing_camera_keep_the_daemon_up(tmp_path, api_site):
+    from edge_runtime.config import load_config
+    from edge_runtime.daemon import Daemon
+
+    data_dir, key = api_site
+    server = start_server(data_dir)
+    try:
+        missing = tmp_path / "camera"  # no frames yet: the camera is "missing"
+        config = write_config(tmp_path, server.url, key, missing, source={"interval_s": 0.05})
+        daemon = Daemon(load_config(config))
+        thread = threading.Thread(target=daemon.run, kwargs={"install_signals": False})
+        thread.start()
+        try:
+            wait_for(lambda: daemon.stats["source_errors"] >= 2, what="camera retries")
+            assert thread.is_alive() and json.loads((tmp_path / "health.json").read_text())["status"] == "degraded"
+            shutil.copytree(frames_folder(tmp_path / "src", corrupt=True), missing)  # the camera comes back
+            wait_for(lambda: daemon.stats["frame_errors"] >= 1 and daemon.stats["readings"] >= 3,
+                     what="readings after the camera returned")
+            wait_for(lambda: len(server_keys(data_dir)) >= 3, what="uploads")
+            assert thread.is_alive() and json.loads((tmp_path / "health.json").read_text())["status"] == "ok"
+        finally:
+            daemon.stopping.set()
+            thread.join(timeout=30)
+    finally:
+        server.kill(signal.SIGTERM)
+
+
+def test_a_wrong_clock_holds_readings_back(tmp_path, api_site):
+    from edge_runtime.config import load_config
+    from edge_runtime.daemon import Daemon
+
+    _, key = api_site
+    config = write_config(tmp_path, "http://127.0.0.1:9", key, frames_folder(tmp_path))
+    daemon = Daemon(load_config(config), clock=lambda: datetime(1970, 1, 1, 0, 5, tzinfo=UTC))
+    assert daemon.process(Image.open(FRAMES[0])) is None
+    assert daemon.stats["clock_holds"] == 1 and daemon.outbox.counts()["pending"] == 0
+    daemon.clock = lambda: datetime.now(UTC)
+    reading = daemon.process(Image.open(FRAMES[0]))
+    assert reading["capacity"] == 100 and len(reading["slots"]) == 100
+    daemon.outbox.close()
+
+
+def test_an_invalid_slot_map_or_config_is_a_clear_error_at_start(tmp_path, api_site):
+    _, key = api_site
+    bad_map = tmp_path / "slots.json"
+    bad_map.write_text('{"version": 1, "slots": [{"id": "a", "points": [[0, 0], [5, 0], [5, 5]]}]}')
+    config = write_config(tmp_path, "http://127.0.0.1:9", key, frames_folder(tmp_path))
+    config.write_text(config.read_text().replace(f'slot_map = "{XML}"', f'slot_map = "{bad_map}"'))
+    r = subprocess.run([sys.executable, "-m", "edge_runtime.cli", "run", "--config", str(config)], cwd=REPO,
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "slot a has 3 points" in r.stderr
+    config.write_text(config.read_text().replace("[source]", "[source]\nspeed = 3"))
+    r = subprocess.run([sys.executable, "-m", "edge_runtime.cli", "run", "--config", str(config)], cwd=REPO,
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "unknown key(s) speed" in r.stderr
+    os.remove(bad_map)
+
+
+def test_slot_classifier_asset_trains_exports_and_stores_its_card(data_dir):
+    import dagster as dg
+
+    from parking_assets.edge_assets import slot_classifier
+    from parking_assets.resources import ParkcastResource
+
+    parkcast = ParkcastResource(data_dir=str(data_dir))
+    result = dg.materialize([slot_classifier], resources={"parkcast": parkcast},
+                            run_config={"ops": {"slot_classifier": {"config": {"epochs": 1}}}})
+    assert result.success
+    meta = result.asset_materializations_for_node("slot_classifier")[0].metadata
+    assert meta["int8_bytes"].value < meta["fp32_bytes"].value
+    assert 0.0 < meta["val_accuracy_int8"].value <= 1.0 and 0.0 < meta["external_accuracy_int8"].value <= 1.0
+    objects = parkcast.objects()
+    prefix = objects.key_of(meta["uri"].value)
+    assert {k.rsplit("/", 1)[-1] for k in objects.list(prefix)} == {
+        "slot_classifier.onnx", "slot_classifier.int8.onnx", "metrics.json", "MODEL_CARD.md"}
+    assert "PKLot PUCPR" in objects.get_bytes(f"{prefix}/MODEL_CARD.md").decode()
