@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -83,13 +84,14 @@ class Supervisor:
             time.sleep(0.5)
 
 
-def demo_device_key(settings: Settings, lot_id: str) -> tuple[str, str]:
+def demo_device_key(settings: Settings, lot_id: str, name: str = "demo-device",
+                    device_id: str | None = None) -> tuple[str, str]:
     """A device for the demo, created once; its key is kept (0600) in the data folder."""
-    path = settings.data_dir / "demo-device.json"
+    path = settings.data_dir / f"{name}.json"
     if path.exists():
         saved = json.loads(path.read_text())
         return saved["device_id"], saved["api_key"]
-    device, key = register_device(open_store(settings), lot_id)
+    device, key = register_device(open_store(settings), lot_id, device_id)
     path.write_text(json.dumps({"device_id": device.device_id, "lot_id": lot_id, "api_key": key}))
     path.chmod(0o600)
     return device.device_id, key
@@ -115,6 +117,38 @@ def demo_production_model(settings: Settings) -> str | None:
         print(f"[demo] approved version {version} as the demo operator; promotion: {decision['reason']}")
         production = registry.production(group)
     return production.lineage.get("model_version", str(production.version)) if production else None
+
+
+PKLOT = REPO / "data" / "sample" / "slots" / "pklot_pucpr_frames"
+
+
+def demo_edge_config(settings: Settings, api_url: str) -> Path:
+    """An edge daemon replaying the PKLot PUCPR frames into the local API, as a Pi would."""
+    from parking_core.contracts import Lot
+
+    store = open_store(settings)
+    if store.get_lot("pucpr") is None:
+        store.put_lot(Lot(lot_id="pucpr", name="PKLot PUCPR (edge replay)", capacity=100,
+                          timezone="America/Sao_Paulo"))
+    store.close()
+    device_id, key = demo_device_key(settings, "pucpr", "demo-edge", "pi-pucpr-demo")
+    edge = (settings.data_dir / "edge").resolve()
+    frames = edge / "frames"
+    frames.mkdir(parents=True, exist_ok=True)
+    for image in sorted(PKLOT.glob("*/*.jpg")):
+        if not (frames / image.name).exists():
+            shutil.copy(image, frames / image.name)
+    config = edge / "edge.toml"
+    config.write_text(
+        f'api_url = "{api_url}"\nlot_id = "pucpr"\ndevice_id = "{device_id}"\napi_key_file = "api-key"\n'
+        f'slot_map = "{PKLOT / "labeled" / "2012-09-11_15_16_58.xml"}"\nheartbeat_s = 60\n'
+        f'outbox = "outbox.sqlite3"\nhealth_file = "health.json"\n'
+        f'[source]\nkind = "folder"\npath = "frames"\ninterval_s = 5\nloop = true\n'
+    )
+    key_file = edge / "api-key"
+    key_file.write_text(key + "\n")
+    key_file.chmod(0o600)
+    return config
 
 
 def run_demo(settings: Settings, host: str, port: int | None, sample: Path, dagster_port: int | None = None,
@@ -163,6 +197,8 @@ def run_demo(settings: Settings, host: str, port: int | None, sample: Path, dags
             "api", [sys.executable, "-m", "parking_core.cli", "serve", "--host", host, "--port", str(port)], env
         )
         base = f"http://{host}:{port}"
+        edge_config = demo_edge_config(settings, base)
+        supervisor.start("edge", [sys.executable, "-m", "edge_runtime.cli", "run", "--config", str(edge_config)], env)
         if dagster_url:
             wait_http(f"{dagster_url}/server_info", timeout=120, proc=dagster)
         wait_http(f"{base}/healthz", proc=api)
@@ -174,6 +210,7 @@ def run_demo(settings: Settings, host: str, port: int | None, sample: Path, dags
             + (f"  Dagster UI     {dagster_url} (pipeline graph, runs, checks)\n" if dagster_url else "")
             + (f"  forecast endpoint {endpoint_url}/ping (model {production}); POSTed readings get forecasts\n"
                if endpoint_url else "  forecast endpoint: none (no model in production yet)\n")
+            + f"  edge daemon    PKLot PUCPR frames replayed into lot pucpr ({edge_config.parent}/health.json)\n"
             + f"  demo device    {device_id} (lot {lots[0].lot_id}), key in {settings.data_dir}/demo-device.json\n"
             f"  try:           curl -s {base}/v1/lots | head -c 400\n"
             f"  Ctrl-C stops everything.\n",

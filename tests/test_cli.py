@@ -83,7 +83,7 @@ def test_demo_brings_the_system_up_and_stops_on_sigint(tmp_path):
             assert proc.poll() is None and time.monotonic() < deadline, "".join(lines)
             time.sleep(0.1)
         lots = httpx.get(f"http://127.0.0.1:{port}/v1/lots").json()
-        assert len(lots) == 29
+        assert len(lots) == 30  # the 29 sample lots and the edge replay lot
         saved = json.loads((tmp_path / "demo" / "demo-device.json").read_text())
         r = httpx.post(
             f"http://127.0.0.1:{port}/v1/readings",
@@ -103,6 +103,13 @@ def test_demo_brings_the_system_up_and_stops_on_sigint(tmp_path):
         status = httpx.get(f"http://127.0.0.1:{port}/v1/status").json()
         assert status["models"]["production"] == 1 and status["dagster_url"].startswith("http://127.0.0.1:")
         assert status["pipeline"]["decision"].startswith("retrain: no consolidated dataset yet")
+        # The edge daemon replays PKLot frames into the API: the pucpr lot gets live readings.
+        deadline = time.monotonic() + 60
+        while httpx.get(f"http://127.0.0.1:{port}/v1/lots/pucpr").json().get("latest") is None:
+            assert time.monotonic() < deadline, "no reading from the demo's edge daemon"
+            time.sleep(0.5)
+        edge = httpx.get(f"http://127.0.0.1:{port}/v1/lots/pucpr").json()["latest"]
+        assert edge["capacity"] == 100 and edge["device_id"] == "pi-pucpr-demo"
         # The pipeline ran once and the Dagster UI serves its graph.
         dagster_url = next(line.split()[2] for line in lines if "Dagster UI" in line)
         graph = httpx.post(f"{dagster_url}/graphql", json={"query": "{ assetNodes { assetKey { path } } }"}).json()
