@@ -15,7 +15,7 @@ class ConfigError(ValueError):
 
 @dataclass
 class SourceConfig:
-    kind: str = "folder"  # folder (replay) | camera (OpenCV index) | rtsp (OpenCV URL) | picamera
+    kind: str = "folder"  # folder (replay) | video (a file, OpenCV) | camera (OpenCV index) | rtsp (URL) | picamera
     path: str = ""  # folder of frames, camera index or stream URL
     interval_s: float = 5.0
     loop: bool = True  # folder: start again at the end
@@ -95,10 +95,10 @@ def load_config(path: Path | str) -> EdgeConfig:
         value = getattr(config, name)
         if value and not Path(value).is_absolute():
             setattr(config, name, str(base / value))
-    if config.source.kind == "folder" and config.source.path and not Path(config.source.path).is_absolute():
+    if config.source.kind in ("folder", "video") and config.source.path and not Path(config.source.path).is_absolute():
         config.source.path = str(base / config.source.path)
-    if config.source.kind not in ("folder", "camera", "rtsp", "picamera"):
-        raise ConfigError(f"{path} [source]: kind must be folder, camera, rtsp or picamera")
+    if config.source.kind not in ("folder", "video", "camera", "rtsp", "picamera"):
+        raise ConfigError(f"{path} [source]: kind must be folder, video, camera, rtsp or picamera")
     if not 0 < config.smoothing.alpha <= 1 or not 0 <= config.smoothing.off < config.smoothing.on <= 1:
         raise ConfigError(f"{path} [smoothing]: need 0 < alpha <= 1 and 0 <= off < on <= 1")
     if not 1 <= config.upload.batch <= 100:

@@ -100,6 +100,6 @@ class PiCameraSource:
 def open_source(kind: str, path: str, loop: bool = True):
     if kind == "folder":
         return FolderSource(path, loop)
-    if kind in ("camera", "rtsp"):
+    if kind in ("camera", "rtsp", "video"):  # OpenCV opens a device index, a stream URL or a video file
         return OpenCVSource(path or "0")
     return PiCameraSource()

@@ -358,3 +358,18 @@ def test_slot_classifier_asset_trains_exports_and_stores_its_card(data_dir):
     assert {k.rsplit("/", 1)[-1] for k in objects.list(prefix)} == {
         "slot_classifier.onnx", "slot_classifier.int8.onnx", "metrics.json", "MODEL_CARD.md"}
     assert "PKLot PUCPR" in objects.get_bytes(f"{prefix}/MODEL_CARD.md").decode()
+
+
+def test_a_video_file_plays_through_the_opencv_source(tmp_path):
+    cv2 = pytest.importorskip("cv2")
+    from edge_runtime.sources import SourceUnavailable, open_source
+
+    path = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 5, (320, 240))
+    for i in range(3):
+        writer.write(np.full((240, 320, 3), i * 60, np.uint8))
+    writer.release()
+    source = open_source("video", str(path))
+    assert [source.read().size for _ in range(3)] == [(320, 240)] * 3
+    with pytest.raises(SourceUnavailable, match="gave no frame"):
+        source.read()
