@@ -133,3 +133,39 @@ def test_post_reading_gets_a_forecast_end_to_end_and_survives_the_endpoint_going
         for server in (api, endpoint):
             if server.proc.poll() is None:
                 server.kill(signal.SIGTERM)
+
+
+def test_the_local_endpoint_follows_a_promotion(tft_package, data_dir, monkeypatch):
+    """A promotion rewrites models/CURRENT; the running endpoint serves the new version without
+    a restart, and keeps the old one if the new package is broken."""
+    import json as _json
+    import shutil
+
+    from parking_core import config
+    from parking_core.forecasting.models_dir import install_package, models_root
+    from parking_core.forecasting.package import ModelPackage
+    from parking_core.serving import app as serving
+
+    monkeypatch.setenv("PARKCAST_DATA_DIR", str(data_dir))
+    monkeypatch.setattr(serving, "RELOAD_CHECK_S", 0.0)
+    config.get_settings.cache_clear()
+    try:
+        settings = config.get_settings()
+        install_package(settings, tft_package)
+        client = TestClient(create_serving_app())
+        assert client.get("/ping").json()["model_version"] == tft_package.version
+        # "Version 2": the same weights under another name, installed as a promotion would.
+        copy = data_dir / "v2"
+        shutil.copytree(tft_package.path, copy)
+        manifest = _json.loads((copy / "manifest.json").read_text())
+        manifest["model_version"] = tft_package.version + "-v2"
+        (copy / "manifest.json").write_text(_json.dumps(manifest))
+        install_package(settings, ModelPackage.load(copy))
+        assert client.get("/ping").json()["model_version"] == tft_package.version + "-v2"
+        # A broken package in CURRENT: the endpoint keeps answering with the last good one.
+        broken = models_root(settings) / "broken"
+        broken.mkdir()
+        (models_root(settings) / "CURRENT").write_text("broken\n")
+        assert client.get("/ping").json()["model_version"] == tft_package.version + "-v2"
+    finally:
+        config.get_settings.cache_clear()
