@@ -122,15 +122,15 @@ def lot_day_deviations(cube: Cube, profile: Profile) -> np.ndarray:
 def cross_fitted_deviations(reference: Cube) -> np.ndarray:
     """Reference deviations, each calendar week against a profile fitted without that week."""
     out = np.full(reference.rate.shape[:2], np.nan)
-    weeks = np.array([(d - reference.days[0]).days // 7 for d in reference.days])
-    for week in np.unique(weeks):
-        held_out = weeks == week
-        if held_out.all():  # a single week: nothing to fit on, fall back to in-sample
-            profile = Profile.fit(reference.lots, reference.rate, reference.days)
-        else:
-            keep = np.flatnonzero(~held_out)
+    n_days = len(reference.days)
+    for start in range(0, n_days, 7):  # the cube's days are consecutive: a week is a slice
+        stop = min(start + 7, n_days)
+        keep = [i for i in range(n_days) if not start <= i < stop]
+        if keep:
             profile = Profile.fit(reference.lots, reference.rate[:, keep], [reference.days[i] for i in keep])
-        out[:, held_out] = lot_day_deviations(reference.day_slice(), profile)[:, held_out]
+        else:  # a single week: nothing to fit on, fall back to in-sample
+            profile = Profile.fit(reference.lots, reference.rate, reference.days)
+        out[:, start:stop] = lot_day_deviations(reference.day_slice(start, stop), profile)
     return out
 
 

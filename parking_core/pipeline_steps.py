@@ -4,7 +4,7 @@ deployments take the same decisions on the same data."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -21,7 +21,6 @@ class DriftCheck:
     new_days: list[date]
     report: Any = None  # DriftReport when a test ran
     report_key: str | None = None
-    extra: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """The property file SageMaker's condition reads (`retrain`) and the run summary."""
@@ -48,11 +47,12 @@ def check_drift(objects, registry: ModelRegistry, group: str, timezone: str, ste
     waiting = [v.version for v in registry.list(group) if v.status == ApprovalStatus.PENDING]
     report, report_key = None, None
     new_frame = dataset.read_days(objects, new_days) if new_days else None
+    has_readings = new_frame is not None and not new_frame.is_empty()
     if not new_days:
         finding = "no new exported days since the last consolidation"
     elif reference.is_empty():
         finding = "no consolidated dataset yet"
-    elif new_frame.is_empty():
+    elif not has_readings:
         finding = "the new days hold no readings"
     else:
         ref_cube = readings_to_cube(dataset.to_pandas(reference), timezone, step_minutes).day_slice(-reference_days)
@@ -63,7 +63,7 @@ def check_drift(objects, registry: ModelRegistry, group: str, timezone: str, ste
         objects.put_bytes(report_key.replace(".json", ".png"), report.plot_png())
         finding = "drift" if report.drift else ("no drift" if report.n_new >= MIN_NEW_DAYS else report.reason)
     decision = decide_retrain(
-        has_new_days=bool(new_days) and not (new_frame is not None and new_frame.is_empty()),
+        has_new_days=has_readings,
         has_dataset=not reference.is_empty(),
         drift=report.drift if report else None,
         finding=finding,

@@ -10,11 +10,9 @@ from typing import Any
 
 from parking_core import service
 from parking_core.contracts import Device
-from parking_core.forecasting.invocation import build_instance
+from parking_core.forecasting.invocation import build_instance, recent_readings
 from parking_core.predictor import Predictor, PredictorUnavailable
 from parking_core.store import Store
-
-HISTORY_DAYS = 36  # what the serving side builds its window from (serve.HISTORY_DAYS + 1)
 
 
 def request_forecasts(store: Store, predictor: Predictor, origins: Iterable[tuple[str, datetime]]) -> list[dict]:
@@ -23,8 +21,7 @@ def request_forecasts(store: Store, predictor: Predictor, origins: Iterable[tupl
     instances = []
     for lot_id, at in origins:
         lot = service.get_lot(store, lot_id)
-        history = store.query_readings(lot_id, at - timedelta(days=HISTORY_DAYS), at + timedelta(microseconds=1))
-        instances.append(build_instance(lot, history, at))
+        instances.append(build_instance(lot, recent_readings(store, lot_id, at), at))
     if not instances:
         return []
     try:
@@ -52,9 +49,7 @@ def ingest_and_forecast(
     if predictor is not None:
         newest: dict[str, datetime] = {}
         for reading, outcome in zip(result.readings, result.outcomes, strict=True):
-            if outcome == "created" and reading.observed_at > newest.get(reading.lot_id, reading.observed_at):
-                newest[reading.lot_id] = reading.observed_at
-            elif outcome == "created":
-                newest.setdefault(reading.lot_id, reading.observed_at)
+            if outcome == "created":
+                newest[reading.lot_id] = max(reading.observed_at, newest.get(reading.lot_id, reading.observed_at))
         body["forecasts"] = request_forecasts(store, predictor, sorted(newest.items()))
     return result, body

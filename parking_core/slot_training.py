@@ -97,28 +97,12 @@ def _normalise(x):
     return (x - torch.tensor(MEAN).view(1, 3, 1, 1)) / torch.tensor(STD).view(1, 3, 1, 1)
 
 
-class _Probabilities:
-    """Export wrapper: logits -> softmax, so the ONNX output is [N, 2] probabilities."""
-
-    def __new__(cls, model):
-        import torch
-
-        class Wrapped(torch.nn.Module):
-            def __init__(self):
-                super().__init__()
-                self.model = model
-
-            def forward(self, x):
-                return torch.softmax(self.model(x), dim=1)
-
-        return Wrapped()
-
-
 def export_onnx(model, path: Path) -> None:
+    """ONNX with a softmax on top: the output is [N, 2] probabilities (free, taken)."""
     import torch
 
-    wrapped = _Probabilities(model).eval()
-    torch.onnx.export(wrapped, torch.zeros(1, 3, PATCH, PATCH), str(path), input_names=["patches"],
+    with_probabilities = torch.nn.Sequential(model, torch.nn.Softmax(dim=1)).eval()
+    torch.onnx.export(with_probabilities, torch.zeros(1, 3, PATCH, PATCH), str(path), input_names=["patches"],
                       output_names=["probabilities"], dynamic_axes={"patches": {0: "n"}, "probabilities": {0: "n"}},
                       opset_version=17, dynamo=False)
 

@@ -112,6 +112,24 @@ def start_endpoint(model_dir: Path, port: int | None = None) -> LiveServer:
     return LiveServer(url, proc, model_dir, port)
 
 
+def load_sample(store, keep, transform=None) -> None:
+    """The sample readings `keep` selects (cleaned by the importer's rules, deduplicated), with an
+    optional transform, into `store`; their lots are created on first sight."""
+    from parking_core.csv_import import read_readings
+
+    unique: dict = {}
+    for _, r in read_readings(SAMPLE_CSV, BIRMINGHAM, "Europe/London", "csv-import"):
+        if isinstance(r, Reading) and keep(r):
+            unique.setdefault((r.lot_id, r.observed_at), transform(r) if transform else r)
+    batch = sorted(unique.values(), key=lambda r: (r.observed_at, r.lot_id))
+    for lot_id in sorted({r.lot_id for r in batch}):
+        if store.get_lot(lot_id) is None:
+            capacity = max(r.capacity for r in batch if r.lot_id == lot_id)
+            store.put_lot(Lot(lot_id=lot_id, name=lot_id, capacity=capacity, timezone="Europe/London"))
+    for i in range(0, len(batch), 100):
+        store.put_readings(batch[i : i + 100])
+
+
 @pytest.fixture
 def data_dir(tmp_path: Path) -> Path:
     d = tmp_path / "data"

@@ -210,6 +210,23 @@ def same_instants(outbox_keys: list[str], stored: list[str]) -> bool:
     return sorted(map(instant, outbox_keys)) == sorted(map(instant, stored))
 
 
+def assert_each_reading_stored_once(config: Path, tmp_path: Path, data_dir: Path) -> None:
+    """Whatever is left in the outbox is uploaded by a restart, as on the device; then every
+    reading the device made is on the server exactly once."""
+    from edge_runtime.config import load_config
+    from edge_runtime.daemon import Daemon
+
+    rest = Daemon(load_config(config))
+    while rest.uploader.upload_once():
+        pass
+    rest.outbox.close()
+    rows = outbox_rows(tmp_path)
+    assert rows and all(sent for _, sent in rows)
+    stored = server_keys(data_dir)
+    assert len(stored) == len(rows) == len(set(stored))  # every reading once, none twice
+    assert same_instants([k for k, _ in rows], stored)
+
+
 @pytest.mark.slow
 def test_api_outage_then_every_reading_arrives_exactly_once(tmp_path, api_site):
     from edge_runtime.config import load_config
@@ -232,17 +249,8 @@ def test_api_outage_then_every_reading_arrives_exactly_once(tmp_path, api_site):
             time.sleep(1.0)
             daemon.stopping.set()
             thread.join(timeout=30)
-            # Whatever was left is uploaded by a restart, as on the device.
             wait_for(lambda: not thread.is_alive(), what="daemon stop")
-            rest = Daemon(load_config(config))
-            while rest.uploader.upload_once():
-                pass
-            rest.outbox.close()
-            rows = outbox_rows(tmp_path)
-            assert rows and all(sent for _, sent in rows)
-            stored = server_keys(data_dir)
-            assert len(stored) == len(rows) == len(set(stored))  # every reading once, none twice
-            assert same_instants([k for k, _ in rows], stored)
+            assert_each_reading_stored_once(config, tmp_path, data_dir)
         finally:
             server.kill(signal.SIGTERM)
     finally:
@@ -266,17 +274,7 @@ def test_sigkill_mid_upload_loses_nothing_after_restart(tmp_path, api_site):
         wait_for(lambda: len(outbox_rows(tmp_path)) >= at_kill + 5, what="new readings")
         proc.send_signal(signal.SIGTERM)  # graceful this time: it stops cleanly
         assert proc.wait(timeout=30) == 0
-        from edge_runtime.config import load_config
-        from edge_runtime.daemon import Daemon
-
-        rest = Daemon(load_config(config))
-        while rest.uploader.upload_once():
-            pass
-        rest.outbox.close()
-        rows = outbox_rows(tmp_path)
-        stored = server_keys(data_dir)
-        assert all(sent for _, sent in rows)
-        assert len(stored) == len(rows) == len(set(stored)) and same_instants([k for k, _ in rows], stored)
+        assert_each_reading_stored_once(config, tmp_path, data_dir)
     finally:
         server.kill(signal.SIGTERM)
 

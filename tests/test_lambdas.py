@@ -17,7 +17,7 @@ from datetime import date, timedelta
 import boto3
 import pytest
 import requests
-from conftest import REPO, SAMPLE_CSV
+from conftest import REPO, load_sample
 from fastapi.testclient import TestClient
 
 from parking_core.contracts import Reading
@@ -87,7 +87,6 @@ def aws(tmp_path_factory):
     from moto.server import ThreadedMotoServer
 
     from parking_core.aws.runtime import runtime
-    from parking_core.csv_import import BIRMINGHAM, read_readings
     from parking_core.store.dynamodb import DynamoDBStore
 
     port = free_port()
@@ -109,19 +108,7 @@ def aws(tmp_path_factory):
     # Enough history for a forecast and the evaluation window (moto's DynamoDB slows down with
     # table size, so not the whole sample): Shopping from 24 Oct, Broad Street its last week.
     first_day = {"Shopping": date(2016, 10, 24), "Broad Street": date(2016, 11, 14)}
-    unique = {}
-    for _, reading in read_readings(SAMPLE_CSV, BIRMINGHAM, "Europe/London", "csv-import"):
-        if (isinstance(reading, Reading) and reading.lot_id in LOTS
-                and reading.observed_at.date() >= first_day[reading.lot_id]):
-            unique.setdefault((reading.lot_id, reading.observed_at), reading)
-    batch = list(unique.values())
-    from parking_core.contracts import Lot
-
-    for lot_id in LOTS:
-        capacity = max(r.capacity for r in batch if r.lot_id == lot_id)
-        store.put_lot(Lot(lot_id=lot_id, name=lot_id, capacity=capacity, timezone="Europe/London"))
-    for i in range(0, len(batch), 100):
-        store.put_readings(batch[i : i + 100])
+    load_sample(store, lambda r: r.lot_id in first_day and r.observed_at.date() >= first_day[r.lot_id])
     yield store
     runtime.cache_clear()
     for k, v in saved.items():

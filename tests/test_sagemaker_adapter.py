@@ -9,7 +9,7 @@ from datetime import date, timedelta
 
 import dagster as dg
 import pytest
-from conftest import SAMPLE_CSV
+from conftest import load_sample
 
 from parking_assets.definitions import defs
 from sagemaker_adapter.compiler import compile_definition
@@ -115,24 +115,15 @@ TINY_PARAMS = {"Architectures": "tft", "MaxEpochs": "1", "LimitTrainBatches": "8
 
 def seeded_store(data_dir, until: date, after: date | None = None, shift: float = 0.0):
     """The sample's six lots into a fresh SQLite file; days after `after` scaled by 1 + shift."""
-    from parking_core.contracts import Lot, Reading
-    from parking_core.csv_import import BIRMINGHAM, read_readings
     from parking_core.store.sqlite import SQLiteStore
 
+    def scaled(r):
+        if after and shift and r.observed_at.date() > after:
+            return r.model_copy(update={"occupied": min(r.capacity, round(r.occupied * (1 + shift)))})
+        return r
+
     store = SQLiteStore(data_dir / "parkcast.sqlite3")
-    unique = {}
-    for _, r in read_readings(SAMPLE_CSV, BIRMINGHAM, "Europe/London", "csv-import"):
-        if isinstance(r, Reading) and r.lot_id in LOTS and r.observed_at.date() <= until:
-            if after and r.observed_at.date() > after and shift:
-                r = r.model_copy(update={"occupied": min(r.capacity, round(r.occupied * (1 + shift)))})
-            unique.setdefault((r.lot_id, r.observed_at), r)
-    for lot_id in LOTS:
-        if store.get_lot(lot_id) is None:
-            cap = max(r.capacity for r in unique.values() if r.lot_id == lot_id)
-            store.put_lot(Lot(lot_id=lot_id, name=lot_id, capacity=cap, timezone="Europe/London"))
-    batch = sorted(unique.values(), key=lambda r: (r.observed_at, r.lot_id))
-    for i in range(0, len(batch), 100):
-        store.put_readings(batch[i : i + 100])
+    load_sample(store, lambda r: r.lot_id in LOTS and r.observed_at.date() <= until, scaled)
     return store
 
 

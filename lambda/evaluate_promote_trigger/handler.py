@@ -2,7 +2,6 @@
 production and attach the report; Approved -> promote to the serverless endpoint only if not
 worse (else record the refusal); Rejected -> nothing. It never approves anything."""
 
-from parking_core.aws.endpoint import ServerlessDeployer
 from parking_core.aws.http import logger, metrics
 from parking_core.aws.runtime import runtime
 from parking_core.mlops import evaluate_registered_version, on_package_state_change
@@ -17,12 +16,10 @@ def handler(event, context):
     group, version = detail["ModelPackageGroupName"], int(detail["ModelPackageVersion"])
     status = detail["ModelApprovalStatus"]
     rt = runtime()
-    s = rt.settings
     outcome = on_package_state_change(
         rt.registry, group, version, status,
         evaluate=lambda: evaluate_registered_version(rt.registry, rt.objects, rt.store, group, version),
-        deploy=ServerlessDeployer(s.endpoint_name, s.serving_image, s.sagemaker_role_arn, s.serverless_memory_mb,
-                                  s.serverless_max_concurrency, region=s.aws_region),
+        deploy=rt.deployer,
     )
     logger.info("model package state change handled", extra={"group": group, "version": version,
                                                              "status": status, **outcome})

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Header, Query, Request
@@ -84,12 +86,18 @@ def create_app(settings: Settings | None = None, store: Store | None = None,
 
     @app.get("/v1/status", summary="Last pipeline run, last drift decision, model versions")
     async def get_status() -> dict[str, Any]:
-        from parking_core.objectstore import ObjectStore
-        from parking_core.registry import open_registry
         from parking_core.status import system_status
 
-        return await run_in_threadpool(system_status, open_registry(settings), ObjectStore(settings.objects_url),
-                                       settings.model_group, settings.dagster_url)
+        registry, objects = status_sources()
+        return await run_in_threadpool(system_status, registry, objects, settings.model_group, settings.dagster_url)
+
+    @functools.cache
+    def status_sources():
+        """Opened on the first status request (the dashboard polls it), then reused."""
+        from parking_core.objectstore import ObjectStore
+        from parking_core.registry import open_registry
+
+        return open_registry(settings), ObjectStore(settings.objects_url)
 
     @app.get("/v1/lots/{lot_id}", summary="One lot with its latest reading")
     async def get_lot(lot_id: str) -> dict[str, Any]:
@@ -116,9 +124,7 @@ def create_app(settings: Settings | None = None, store: Store | None = None,
     return app
 
 
-def web_dir(settings: Settings):
-    from pathlib import Path
-
+def web_dir(settings: Settings) -> Path | None:
     path = Path(settings.web_dir) if settings.web_dir else Path(__file__).resolve().parents[2] / "web"
     return path if (path / "index.html").exists() else None
 

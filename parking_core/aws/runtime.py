@@ -1,5 +1,5 @@
 """The ports a Lambda needs, built once per container from PARKCAST_* variables (DynamoDB,
-S3, SageMaker registry and runtime), then reused across invocations."""
+S3, SageMaker registry, runtime and endpoint deployment), then reused across invocations."""
 
 from __future__ import annotations
 
@@ -36,6 +36,15 @@ class Runtime:
         from parking_core.predictor import open_predictor
 
         return open_predictor(self.settings)
+
+    @cached_property
+    def deployer(self):
+        """Puts a promoted version behind the serverless endpoint."""
+        from parking_core.aws.endpoint import ServerlessDeployer
+
+        s = self.settings
+        return ServerlessDeployer(s.endpoint_name, s.serving_image, s.sagemaker_role_arn, s.serverless_memory_mb,
+                                  s.serverless_max_concurrency, region=s.aws_region)
 
 
 @lru_cache(maxsize=1)

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from parking_core.contracts import Forecast, Lot, Reading
 
+HISTORY_DAYS = 35  # days the served window is built from: encoder, two weeks of lags, imputation chain
 MAX_INSTANCES = 100
 MAX_HISTORY = 20_000  # readings per lot; 35 days at one per minute fits
 
@@ -55,6 +56,12 @@ class Instance(BaseModel):
 class InvocationRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     instances: list[Instance] = Field(min_length=1, max_length=MAX_INSTANCES)
+
+
+def recent_readings(store, lot_id: str, at: datetime) -> list[Reading]:
+    """What a forecast at `at` needs from the store: HISTORY_DAYS (plus the origin's own,
+    partial day) up to and including `at`."""
+    return store.query_readings(lot_id, at - timedelta(days=HISTORY_DAYS + 1), at + timedelta(microseconds=1))
 
 
 def build_instance(lot: Lot, readings: Sequence[Reading], at: datetime) -> dict[str, Any]:

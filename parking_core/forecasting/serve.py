@@ -16,11 +16,10 @@ import pandas as pd
 
 from parking_core.contracts import Forecast, ForecastStep, Lot
 from parking_core.forecasting.grid import GridSpec, lot_rates, nearest_slot
+from parking_core.forecasting.invocation import HISTORY_DAYS, recent_readings
 from parking_core.forecasting.package import ModelPackage, OnnxForecaster
 from parking_core.forecasting.windows import prob_free, request_at, slot_datetime, target_positions
 from parking_core.store import ReadingStore
-
-HISTORY_DAYS = 35  # encoder days + two weeks of lags + imputation chain, with margin
 
 
 def origin_slot(local: datetime, spec: GridSpec) -> tuple[int, int]:
@@ -113,6 +112,4 @@ def forecast_lot(
     if lot is None:
         raise KeyError(lot_id)
     at = at or datetime.now(UTC)
-    start = at - timedelta(days=HISTORY_DAYS + 1)
-    readings = store.query_readings(lot_id, start, at + timedelta(microseconds=1))
-    return forecast_from_history(lot, readings_frame(readings), at, package, forecaster)
+    return forecast_from_history(lot, readings_frame(recent_readings(store, lot_id, at)), at, package, forecaster)
