@@ -22,8 +22,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from parkcast.processes import Supervisor, free_port, wait_http  # noqa: E402
 from parking_core.contracts import Lot  # noqa: E402
-from parking_core.demo import Supervisor, free_port, wait_http  # noqa: E402
 from parking_core.devices import register_device  # noqa: E402
 from parking_core.store.sqlite import SQLiteStore  # noqa: E402
 
@@ -88,7 +88,7 @@ def main() -> None:
         env = {**os.environ, "PARKCAST_DATA_DIR": tmp}
         proc = sup.start(
             "api",
-            [sys.executable, "-m", "parking_core.cli", "serve", "--port", str(port), "--workers", str(args.workers)],
+            [sys.executable, "-m", "parkcast.cli", "serve", "--port", str(port), "--workers", str(args.workers)],
             env,
         )
         try:

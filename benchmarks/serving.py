@@ -25,8 +25,8 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from parkcast.processes import Supervisor, free_port, wait_http  # noqa: E402
 from parking_core.csv_import import BIRMINGHAM, import_csv, read_frame  # noqa: E402
-from parking_core.demo import Supervisor, free_port, wait_http  # noqa: E402
 from parking_core.devices import register_device  # noqa: E402
 from parking_core.forecasting.invocation import build_instance  # noqa: E402
 from parking_core.store.sqlite import SQLiteStore  # noqa: E402
@@ -86,7 +86,7 @@ def main() -> None:
     try:
         port = free_port()
         started = time.perf_counter()
-        proc = sup.start("endpoint", [sys.executable, "-m", "parking_core.cli", "serve-model", "--model", str(model),
+        proc = sup.start("endpoint", [sys.executable, "-m", "parkcast.cli", "serve-model", "--model", str(model),
                                       "--port", str(port)])
         url = f"http://127.0.0.1:{port}"
         wait_http(f"{url}/ping", timeout=60, proc=proc)
@@ -101,7 +101,7 @@ def main() -> None:
         api_port = free_port()
         env = {**os.environ, "PARKCAST_DATA_DIR": str(tmp / "data"), "PARKCAST_PREDICTOR": "http",
                "PARKCAST_PREDICTOR_URL": url}
-        api = sup.start("api", [sys.executable, "-m", "parking_core.cli", "serve", "--port", str(api_port)], env=env)
+        api = sup.start("api", [sys.executable, "-m", "parkcast.cli", "serve", "--port", str(api_port)], env=env)
         wait_http(f"http://127.0.0.1:{api_port}/healthz", timeout=60, proc=api)
         keys = {lot.lot_id: register_device(store, lot.lot_id, f"bench-{i}")[1] for i, lot in enumerate(lots[:10])}
         posts = []

@@ -24,9 +24,9 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from parkcast.processes import CHROMIUM, CHROMIUM_ARGS, Supervisor, free_port, wait_http  # noqa: E402
 from parking_core.contracts import Lot, Reading  # noqa: E402
 from parking_core.csv_import import BIRMINGHAM, import_csv  # noqa: E402
-from parking_core.demo import CHROMIUM, CHROMIUM_ARGS, Supervisor, free_port, wait_http  # noqa: E402
 from parking_core.devices import register_device  # noqa: E402
 from parking_core.store.sqlite import SQLiteStore  # noqa: E402
 from serving import quick_package  # noqa: E402
@@ -57,12 +57,12 @@ def main() -> None:
     try:
         endpoint_port, api_port = free_port(), free_port()
         endpoint_url, url = f"http://127.0.0.1:{endpoint_port}", f"http://127.0.0.1:{api_port}"
-        endpoint = sup.start("endpoint", [sys.executable, "-m", "parking_core.cli", "serve-model", "--model",
+        endpoint = sup.start("endpoint", [sys.executable, "-m", "parkcast.cli", "serve-model", "--model",
                                           str(model), "--port", str(endpoint_port)])
         wait_http(f"{endpoint_url}/ping", proc=endpoint)
         env = {**os.environ, "PARKCAST_DATA_DIR": str(tmp / "data"), "PARKCAST_PREDICTOR": "http",
                "PARKCAST_PREDICTOR_URL": endpoint_url}
-        api = sup.start("api", [sys.executable, "-m", "parking_core.cli", "serve", "--port", str(api_port)], env)
+        api = sup.start("api", [sys.executable, "-m", "parkcast.cli", "serve", "--port", str(api_port)], env)
         wait_http(f"{url}/healthz", proc=api)
         for minutes, occupied in ((30, 1450), (60, 1500)):  # two live readings -> a forecast for Shopping
             body = {"lot_id": "Shopping", "device_id": "cam-shop", "capacity": last.capacity, "occupied": occupied,

@@ -22,7 +22,7 @@ class SlotClassifierConfig(dg.Config):
 def slot_classifier(context: dg.AssetExecutionContext, config: SlotClassifierConfig,
                     parkcast: ParkcastResource) -> dg.MaterializeResult:
     from edge_runtime.slotmap import load_slot_map
-    from parking_core.slot_training import SlotTrainConfig, model_card, train_slot_classifier
+    from slot_training.training import SlotTrainConfig, model_card, train_slot_classifier
 
     frames = [(xml.with_suffix(".jpg"), load_slot_map(xml))
               for xml in sorted(Path(config.external_frames).glob("*.xml"))]

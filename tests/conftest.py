@@ -12,10 +12,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from parkcast.processes import free_port, wait_http
 from parking_core.config import Settings
 from parking_core.contracts import Lot, Reading
 from parking_core.csv_import import BIRMINGHAM, read_frame
-from parking_core.demo import free_port, wait_http
 from parking_core.forecasting.package import ModelPackage
 from parking_core.store.sqlite import SQLiteStore
 
@@ -89,7 +89,7 @@ def start_server(data_dir: Path, port: int | None = None, workers: int = 1, **en
     port = port or free_port()
     env = {**os.environ, "PARKCAST_DATA_DIR": str(data_dir), **env_vars}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "parking_core.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
+        [sys.executable, "-m", "parkcast.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
          "--workers", str(workers)],
         env=env,
         cwd=REPO,
@@ -103,7 +103,7 @@ def start_endpoint(model_dir: Path, port: int | None = None) -> LiveServer:
     """The forecast endpoint (serving app) on loopback."""
     port = port or free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "parking_core.cli", "serve-model", "--model", str(model_dir), "--host", "127.0.0.1",
+        [sys.executable, "-m", "parkcast.cli", "serve-model", "--model", str(model_dir), "--host", "127.0.0.1",
          "--port", str(port)],
         cwd=REPO,
     )

@@ -125,7 +125,7 @@ def test_authentication_and_lot_ownership(api, keys, data_dir):
 def test_revocation_takes_effect_at_once(api, keys, live_server):
     assert post(api, reading(0), keys["a"]).status_code == 201
     subprocess.run(
-        [sys.executable, "-m", "parking_core.cli", "devices", "revoke", "cam-a"],
+        [sys.executable, "-m", "parkcast.cli", "devices", "revoke", "cam-a"],
         env={"PARKCAST_DATA_DIR": str(live_server.data_dir), "PATH": ""},
         cwd=REPO,
         check=True,
@@ -218,7 +218,7 @@ def test_concurrent_writers(keys, data_dir):
                     errors.append(r.text)
 
     importer = subprocess.Popen(
-        [sys.executable, "-m", "parking_core.cli", "import-csv", str(SAMPLE_CSV)],
+        [sys.executable, "-m", "parkcast.cli", "import-csv", str(SAMPLE_CSV)],
         env={"PARKCAST_DATA_DIR": str(data_dir), "PATH": ""},
         cwd=REPO,
         stdout=subprocess.PIPE,

@@ -12,9 +12,9 @@ import httpx
 from click.testing import CliRunner
 from conftest import REPO, SAMPLE_CSV
 
+from parkcast.cli import main
+from parkcast.processes import free_port
 from parking_core import config
-from parking_core.cli import main
-from parking_core.demo import free_port
 
 
 def run(args, data_dir):
@@ -71,7 +71,7 @@ def test_demo_brings_the_system_up_and_stops_on_sigint(tmp_path):
     port = free_port()
     env = {**os.environ, "PARKCAST_DATA_DIR": str(tmp_path / "demo")}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "parking_core.cli", "demo", "--port", str(port), "--dagster-port", str(free_port())],
+        [sys.executable, "-m", "parkcast.cli", "demo", "--port", str(port), "--dagster-port", str(free_port())],
         env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     lines: list[str] = []

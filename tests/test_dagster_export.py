@@ -15,13 +15,13 @@ import httpx
 import pytest
 from conftest import REPO, make_lot, make_reading
 
+from parkcast.processes import free_port
 from parking_assets.export_assets import (
     daily_readings,
     exported_keys_unique,
     exported_row_counts_match_store,
 )
 from parking_assets.resources import ParkcastResource
-from parking_core.demo import free_port
 from parking_core.store.sqlite import SQLiteStore
 
 

@@ -231,7 +231,7 @@ def assert_each_reading_stored_once(config: Path, tmp_path: Path, data_dir: Path
 def test_api_outage_then_every_reading_arrives_exactly_once(tmp_path, api_site):
     from edge_runtime.config import load_config
     from edge_runtime.daemon import Daemon
-    from parking_core.demo import free_port
+    from parkcast.processes import free_port
 
     data_dir, key = api_site
     port = free_port()

@@ -50,7 +50,7 @@ def test_export_to_s3(sqlite_store, tmp_path):
     import boto3
     from moto.server import ThreadedMotoServer
 
-    from parking_core.demo import free_port
+    from parkcast.processes import free_port
 
     port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)

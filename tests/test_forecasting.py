@@ -144,7 +144,7 @@ def _write_split(tmp_path: Path, lots: list[str]) -> tuple[Path, Path]:
 def test_backtest_cli(tmp_path):
     from click.testing import CliRunner
 
-    from parking_core.cli import main
+    from parkcast.cli import main
 
     train, test = _write_split(tmp_path, ["Shopping", "BHMBCCMKT01", "Broad Street"])
     out = tmp_path / "pred.csv"
@@ -172,7 +172,7 @@ def test_backtest_cli(tmp_path):
 def test_backtest_rejects_bad_csv(tmp_path):
     from click.testing import CliRunner
 
-    from parking_core.cli import main
+    from parkcast.cli import main
 
     good = tmp_path / "good.csv"
     good.write_text("SystemCodeNumber,Capacity,Occupancy,LastUpdated\nA,10,5,2016-10-04 08:00:00\n")
@@ -193,8 +193,8 @@ def test_backtest_rejects_bad_csv(tmp_path):
 def test_forecast_cli(tft_package, data_dir, monkeypatch):
     from click.testing import CliRunner
 
+    from parkcast.cli import main
     from parking_core import config
-    from parking_core.cli import main
 
     monkeypatch.setenv("PARKCAST_DATA_DIR", str(data_dir))
     config.get_settings.cache_clear()

@@ -20,8 +20,8 @@ import requests
 from conftest import REPO, load_sample
 from fastapi.testclient import TestClient
 
+from parkcast.processes import free_port
 from parking_core.contracts import Reading
-from parking_core.demo import free_port
 from parking_core.forecasting.invocation import build_instance
 
 REGION = "eu-west-2"

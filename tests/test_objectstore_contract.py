@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from parking_core.demo import free_port
+from parkcast.processes import free_port
 from parking_core.objectstore import ObjectStore
 
 

@@ -156,8 +156,8 @@ def test_pipeline_cli_on_the_sample_data(data_dir, monkeypatch):
     from click.testing import CliRunner
     from conftest import SAMPLE_CSV
 
+    from parkcast.cli import main
     from parking_core import config
-    from parking_core.cli import main
 
     monkeypatch.setenv("PARKCAST_DATA_DIR", str(data_dir))
     monkeypatch.setenv("DAGSTER_HOME", str(data_dir / "dagster"))

@@ -76,7 +76,7 @@ def test_compile_upsert_and_start_on_moto(tmp_path):
     from click.testing import CliRunner
     from moto import mock_aws
 
-    from parking_core.cli import main
+    from parkcast.cli import main
 
     out = tmp_path / "pipeline.json"
     runner = CliRunner()
@@ -141,9 +141,9 @@ def export_until(store, objects, until: date) -> None:
 def test_local_runner_takes_the_dagster_decisions_with_the_same_metrics(tmp_path, definition, monkeypatch):
     """Both sides: first run (no dataset) trains and registers; a calm week -> no retrain; a week
     with +15 % occupancy -> retrain. Same decisions, same validation MAE (seeded)."""
+    from parkcast.pipeline_runner import run_pipeline
     from parking_core.config import Settings
     from parking_core.objectstore import ObjectStore
-    from parking_core.pipeline_runner import run_pipeline
     from parking_core.registry import ApprovalStatus
     from parking_core.registry.local import LocalModelRegistry
     from sagemaker_adapter.local_runner import LocalRunner

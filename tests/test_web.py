@@ -12,7 +12,7 @@ import httpx
 import pytest
 from conftest import SAMPLE_CSV, start_endpoint, start_server
 
-from parking_core.demo import CHROMIUM, CHROMIUM_ARGS
+from parkcast.processes import CHROMIUM, CHROMIUM_ARGS
 
 if not Path(CHROMIUM).exists():
     # CI installs chromium (.ci/run) and sets PARKCAST_REQUIRE_BROWSER, so there this fails instead.

@@ -88,17 +88,6 @@ def parse_request(body: bytes | str | dict) -> InvocationRequest:
         raise InvocationError(f"{where}: {first['msg']}") from None
 
 
-def invoke(package, forecaster, body: bytes | str | dict) -> dict[str, Any]:
-    """What /invocations answers: the model version and one forecast per instance."""
-    from parking_core.forecasting.serve import History, forecasts_from_histories
-
-    request = parse_request(body)
-    items = [(i.lot, History.of_epoch_seconds(i.history.observed_at, i.history.occupied, i.history.capacity), i.at)
-             for i in request.instances]
-    forecasts = forecasts_from_histories(items, package, forecaster)
-    return {"model_version": package.version, "forecasts": [f.model_dump(mode="json") for f in forecasts]}
-
-
 def parse_response(body: bytes | str) -> list[Forecast]:
     payload = json.loads(body)
     return [Forecast.model_validate(f) for f in payload["forecasts"]]

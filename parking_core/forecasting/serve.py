@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -16,7 +17,7 @@ import pandas as pd
 
 from parking_core.contracts import Forecast, ForecastStep, Lot
 from parking_core.forecasting.grid import GridSpec, lot_rates, nearest_slot
-from parking_core.forecasting.invocation import HISTORY_DAYS, recent_readings
+from parking_core.forecasting.invocation import HISTORY_DAYS, parse_request, recent_readings
 from parking_core.forecasting.package import ModelPackage, OnnxForecaster
 from parking_core.forecasting.windows import prob_free, request_at, slot_datetime, target_positions
 from parking_core.store import ReadingStore
@@ -113,3 +114,12 @@ def forecast_lot(
         raise KeyError(lot_id)
     at = at or datetime.now(UTC)
     return forecast_from_history(lot, readings_frame(recent_readings(store, lot_id, at)), at, package, forecaster)
+
+
+def invoke(package, forecaster, body: bytes | str | dict) -> dict[str, Any]:
+    """What /invocations answers: the model version and one forecast per instance."""
+    request = parse_request(body)
+    items = [(i.lot, History.of_epoch_seconds(i.history.observed_at, i.history.occupied, i.history.capacity), i.at)
+             for i in request.instances]
+    forecasts = forecasts_from_histories(items, package, forecaster)
+    return {"model_version": package.version, "forecasts": [f.model_dump(mode="json") for f in forecasts]}

@@ -15,8 +15,9 @@ from pathlib import Path
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from parking_core.forecasting.invocation import InvocationError, invoke
+from parking_core.forecasting.invocation import InvocationError
 from parking_core.forecasting.package import ModelPackage
+from parking_core.forecasting.serve import invoke
 
 SAGEMAKER_MODEL_DIR = "/opt/ml/model"
 RELOAD_CHECK_S = 2.0

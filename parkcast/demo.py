@@ -9,79 +9,16 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
-import socket
-import subprocess
 import sys
-import time
-import urllib.request
-from dataclasses import dataclass, field
 from pathlib import Path
 
+from parkcast.processes import Supervisor, free_port, wait_http
 from parking_core.config import Settings
 from parking_core.csv_import import import_csv
 from parking_core.devices import register_device
 from parking_core.store import open_store
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-def _reset_signals() -> None:
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-
-
-def wait_http(url: str, timeout: float = 60.0, proc: subprocess.Popen | None = None) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"{proc.args!r} exited with {proc.returncode} before {url} answered")
-        try:
-            with urllib.request.urlopen(url, timeout=2):
-                return
-        except OSError:
-            time.sleep(0.2)
-    raise TimeoutError(f"{url} did not answer within {timeout:.0f}s")
-
-
-# Headless Debian chromium for the browser tests and benchmarks/web.py; the flags keep it off a
-# network it cannot reach (background services, component updates).
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
-
-
-@dataclass
-class Supervisor:
-    procs: list[tuple[str, subprocess.Popen]] = field(default_factory=list)
-
-    def start(self, name: str, args: list[str], env: dict[str, str] | None = None) -> subprocess.Popen:
-        proc = subprocess.Popen(args, env=env, preexec_fn=_reset_signals)
-        self.procs.append((name, proc))
-        return proc
-
-    def stop(self) -> None:
-        for _, proc in reversed(self.procs):
-            if proc.poll() is None:
-                proc.terminate()
-        for _, proc in reversed(self.procs):
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-
-    def wait_any(self) -> tuple[str, int]:
-        while True:
-            for name, proc in self.procs:
-                if proc.poll() is not None:
-                    return name, proc.returncode
-            time.sleep(0.5)
 
 
 def demo_device_key(settings: Settings, lot_id: str, name: str = "demo-device",
@@ -163,7 +100,7 @@ def run_demo(settings: Settings, host: str, port: int | None, sample: Path, dags
     device_id, key = demo_device_key(settings, lots[0].lot_id)
     store.close()
     if pipeline:
-        from parking_core.pipeline_runner import QUICK, run_pipeline
+        from parkcast.pipeline_runner import QUICK, run_pipeline
 
         print("[demo] running the daily pipeline once (quick model): export, drift, train, register, evaluate")
         print("[demo] " + run_pipeline(settings, **QUICK).summary().replace("\n", "\n[demo] "), flush=True)
@@ -177,7 +114,7 @@ def run_demo(settings: Settings, host: str, port: int | None, sample: Path, dags
         if production:
             endpoint_port = free_port(host)
             endpoint_url = f"http://{host}:{endpoint_port}"
-            endpoint = supervisor.start("endpoint", [sys.executable, "-m", "parking_core.cli", "serve-model", "--host",
+            endpoint = supervisor.start("endpoint", [sys.executable, "-m", "parkcast.cli", "serve-model", "--host",
                                                      host, "--port", str(endpoint_port)], env)
             wait_http(f"{endpoint_url}/ping", timeout=60, proc=endpoint)
             env = {**env, "PARKCAST_PREDICTOR": "http", "PARKCAST_PREDICTOR_URL": endpoint_url}
@@ -194,7 +131,7 @@ def run_demo(settings: Settings, host: str, port: int | None, sample: Path, dags
             )
             env = {**env, "PARKCAST_DAGSTER_URL": dagster_url}  # the dashboard's status page links to it
         api = supervisor.start(
-            "api", [sys.executable, "-m", "parking_core.cli", "serve", "--host", host, "--port", str(port)], env
+            "api", [sys.executable, "-m", "parkcast.cli", "serve", "--host", host, "--port", str(port)], env
         )
         base = f"http://{host}:{port}"
         edge_config = demo_edge_config(settings, base)

@@ -1,4 +1,5 @@
-"""The `parkcast` command line. Each command is a thin wrapper over parking_core."""
+"""The `parkcast` command line. Each command is a thin wrapper over parking_core (or the adapter
+that owns the job: sagemaker_adapter for the SageMaker pipeline, slot_training for the edge model)."""
 
 from __future__ import annotations
 
@@ -402,7 +403,7 @@ def pipeline() -> None:
 @click.option("--quick", is_flag=True, help="A small TFT trained for one short epoch (demo and smoke tests).")
 def pipeline_run(force_retrain: bool, architectures: str | None, max_epochs: int | None, quick: bool) -> None:
     """Export every day not exported yet, then run drift -> [retrain] -> register -> evaluate."""
-    from parking_core.pipeline_runner import QUICK, run_pipeline
+    from parkcast.pipeline_runner import QUICK, run_pipeline
 
     overrides: dict = dict(QUICK) if quick else {}
     if architectures:
@@ -428,7 +429,7 @@ def pipeline_run(force_retrain: bool, architectures: str | None, max_epochs: int
 def train_slots(labels: Path, frames: Path, out: Path, epochs: int) -> None:
     """Train the edge's slot classifier (ONNX fp32 + int8, metrics.json, MODEL_CARD.md)."""
     from edge_runtime.slotmap import load_slot_map
-    from parking_core.slot_training import SlotTrainConfig, model_card, train_slot_classifier
+    from slot_training.training import SlotTrainConfig, model_card, train_slot_classifier
 
     logging.getLogger("parkcast.slots").setLevel(logging.INFO)
     external = [(xml.with_suffix(".jpg"), load_slot_map(xml)) for xml in sorted(frames.glob("*.xml"))]
@@ -462,7 +463,7 @@ _add_sagemaker_commands()
 @click.option("--no-pipeline", is_flag=True, help="Skip the pipeline run and the Dagster UI.")
 def demo(host: str, port: int | None, sample: Path, dagster_port: int, no_pipeline: bool) -> None:
     """Bring the local system up on the embedded default with the sample data."""
-    from parking_core.demo import run_demo
+    from parkcast.demo import run_demo
 
     sys.exit(run_demo(get_settings(), host, port, sample, dagster_port=dagster_port, pipeline=not no_pipeline))
 

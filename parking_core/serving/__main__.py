@@ -1,0 +1,25 @@
+"""`python -m parking_core.serving`: the forecast endpoint as the inference container starts it
+(`serving/serve`), without the application package; `parkcast serve-model` calls the same app."""
+
+from __future__ import annotations
+
+import argparse
+
+import uvicorn
+
+from parking_core.serving.app import create_serving_app
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--model", default=None, help="model package folder (default: /opt/ml/model or production)")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8080)
+    parser.add_argument("--threads", type=int, default=1, help="onnxruntime intra-op threads")
+    args = parser.parse_args(argv)
+    app = create_serving_app(args.model, threads=args.threads)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
+
+
+if __name__ == "__main__":
+    main()
