@@ -23,8 +23,8 @@ from parking_assets.pipeline_assets import (
     consolidated_dataset,
     drift_check,
     forecaster,
-    forecaster_metrics_sane,
     model_evaluation,
+    reference_dataset,
     registered_model,
 )
 from parking_assets.promotion import approved_versions_sensor, promotion_job
@@ -40,8 +40,8 @@ daily_pipeline_schedule = dg.ScheduleDefinition(job=daily_pipeline_job, cron_sch
                                                 execution_timezone="UTC")
 
 defs = dg.Definitions(
-    assets=[daily_readings, *pipeline_assets, slot_classifier],
-    asset_checks=[exported_row_counts_match_store, exported_keys_unique, readings_are_fresh, forecaster_metrics_sane],
+    assets=[daily_readings, reference_dataset, *pipeline_assets, slot_classifier],
+    asset_checks=[exported_row_counts_match_store, exported_keys_unique, readings_are_fresh],
     jobs=[daily_export_job, daily_pipeline_job, promotion_job],
     schedules=[daily_export_schedule, daily_pipeline_schedule],
     sensors=[approved_versions_sensor],

@@ -6,7 +6,7 @@ from datetime import UTC, date, datetime
 import dagster as dg
 
 from parking_assets.resources import ParkcastResource
-from parking_assets.sagemaker_meta import sagemaker_step
+from parking_assets.sagemaker_meta import object_prefix, sagemaker_step
 from parking_core.export import export_day, exported_days, partition_key, read_partition, readings_frame
 
 daily_partitions = dg.DailyPartitionsDefinition(start_date="2016-10-04", timezone="UTC")
@@ -16,7 +16,7 @@ daily_partitions = dg.DailyPartitionsDefinition(start_date="2016-10-04", timezon
     partitions_def=daily_partitions,
     group_name="ingestion",
     kinds={"parquet"},
-    metadata=sagemaker_step("lambda", function="daily-export-to-s3"),
+    metadata={**sagemaker_step("lambda", function="daily-export-to-s3"), **object_prefix("readings")},
     description="The UTC day's readings and forecasts exported from the store (idempotent).",
 )
 def daily_readings(context: dg.AssetExecutionContext, parkcast: ParkcastResource) -> dg.MaterializeResult:

@@ -78,22 +78,30 @@ class RegistryResource(dg.ConfigurableResource):
         return LocalModelRegistry(self.path)
 
 
+def pipeline_resources(parkcast: ParkcastResource, pipeline: PipelineConfig,
+                       registry: RegistryResource) -> dict[str, dg.ConfigurableResource]:
+    """The resources the MLOps assets need, with the IO manager of their typed values."""
+    from parking_assets.io_manager import PipelineValueIOManager
+
+    return {"parkcast": parkcast, "pipeline": pipeline, "registry": registry,
+            "pipeline_values": PipelineValueIOManager(parkcast=parkcast)}
+
+
 def resources_for(deployment: str, settings: Settings) -> dict[str, dg.ConfigurableResource]:
     pipeline = PipelineConfig(model_group=settings.model_group)
     if deployment == "aws":
-        return {
-            "parkcast": ParkcastResource(
+        return pipeline_resources(
+            ParkcastResource(
                 store_kind="dynamodb",
                 object_store_url=settings.object_store_url,
                 aws_region=settings.aws_region,
                 dynamodb_table_prefix=settings.dynamodb_table_prefix,
             ),
-            "pipeline": pipeline,
-            "registry": RegistryResource(kind="sagemaker", aws_region=settings.aws_region),
-        }
-    return {
-        "parkcast": ParkcastResource(data_dir=str(settings.data_dir.resolve()),
-                                     object_store_url=settings.object_store_url),
-        "pipeline": pipeline,
-        "registry": RegistryResource(path=str(settings.registry_path.resolve())),
-    }
+            pipeline,
+            RegistryResource(kind="sagemaker", aws_region=settings.aws_region),
+        )
+    return pipeline_resources(
+        ParkcastResource(data_dir=str(settings.data_dir.resolve()), object_store_url=settings.object_store_url),
+        pipeline,
+        RegistryResource(path=str(settings.registry_path.resolve())),
+    )

@@ -1,14 +1,21 @@
-"""The `sagemaker_step` metadata each asset carries: which SageMaker Pipeline step it compiles
-to (sagemaker_adapter reads it), or which Lambda does its job in AWS."""
+"""Metadata the SageMaker compiler reads off the asset graph: `sagemaker_step` (which step an
+asset compiles to, or which Lambda does its job in AWS) and `object_prefix` (where an asset's
+data lives in the object store). A step's inputs and outputs are not spelled here: the compiler
+derives them from the graph's edges and the assets' prefixes and value types."""
 
 import dagster as dg
 
 STEPS = "sagemaker_adapter.steps"
+OBJECT_PREFIX = "object_prefix"
 
 
 def sagemaker_step(kind: str, name: str | None = None, **settings) -> dict:
     """kind: processing | condition | training | register | lambda."""
     return {"sagemaker_step": dg.MetadataValue.json({"kind": kind, "name": name, **settings})}
+
+
+def object_prefix(prefix: str) -> dict:
+    return {OBJECT_PREFIX: prefix}
 
 
 def processing(name: str, script: str, instance_type: str = "ml.m5.large", **settings) -> dict:

@@ -11,22 +11,15 @@ evaluate-promote Lambda.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from parking_core.forecasting.backtest import run_backtest
 from parking_core.forecasting.grid import Cube
 from parking_core.forecasting.package import ModelPackage
+from parking_core.pipeline_values import RetrainDecision
 from parking_core.registry import ApprovalStatus, ModelRegistry, ModelVersion
 
 EVALUATION_DAYS = 7
-
-
-@dataclass
-class RetrainDecision:
-    retrain: bool
-    reasons: list[str]
-    summary: str  # what the run reports: why it retrains, or why the training steps are skipped
 
 
 def decide_retrain(
@@ -55,12 +48,12 @@ def decide_retrain(
     if force and has_data:
         reasons.append("retrain forced")
     if reasons:
-        return RetrainDecision(True, reasons, f"retrain: {', '.join(reasons)}")
+        return RetrainDecision(retrain=True, reasons=reasons, summary=f"retrain: {', '.join(reasons)}")
     if production_version is not None:
         finding += f" and production is version {production_version}"
     elif waiting_version is not None:
         finding += f" and version {waiting_version} awaits approval"
-    return RetrainDecision(False, [], f"no retrain: {finding}")
+    return RetrainDecision(retrain=False, summary=f"no retrain: {finding}")
 
 
 def evaluate_candidate(

@@ -5,31 +5,31 @@ deployments take the same decisions on the same data."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from parking_core import dataset
-from parking_core.mlops import RetrainDecision, decide_retrain
+from parking_core.mlops import decide_retrain, evaluate_registered_version
+from parking_core.pipeline_values import (
+    DatasetSnapshot,
+    DriftAssessment,
+    Evaluation,
+    ModelPackageRef,
+    RegisteredVersion,
+)
 from parking_core.registry import ApprovalStatus, ModelRegistry
 from parking_core.status import record_pipeline_run
 
 
 @dataclass
 class DriftCheck:
-    decision: RetrainDecision
-    new_days: list[date]
-    report: Any = None  # DriftReport when a test ran
-    report_key: str | None = None
+    assessment: DriftAssessment
+    report: Any = None  # the detector's DriftReport (plots) when a test ran
 
-    def to_dict(self) -> dict[str, Any]:
-        """The property file SageMaker's condition reads (`retrain`) and the run summary."""
-        out = {"retrain": self.decision.retrain, "decision": self.decision.summary, "reasons": self.decision.reasons,
-               "new_days": [d.isoformat() for d in self.new_days], "drift_report": self.report_key}
-        if self.report is not None:
-            out.update({"drift": self.report.drift, "p_value": self.report.p_value, "effect": self.report.effect,
-                        "reason": self.report.reason})
-        return out
+    @property
+    def decision(self):
+        return self.assessment.decision
 
 
 def check_drift(objects, registry: ModelRegistry, group: str, timezone: str, step_minutes: int, *,
@@ -71,17 +71,25 @@ def check_drift(objects, registry: ModelRegistry, group: str, timezone: str, ste
         waiting_version=waiting[-1] if waiting else None,
         force=force,
     )
-    check = DriftCheck(decision, new_days, report, report_key)
+    assessment = DriftAssessment(
+        run_id=run_id, decision=decision, new_days=new_days, report_key=report_key,
+        **({"drift": report.drift, "p_value": report.p_value, "effect": report.effect, "reason": report.reason}
+           if report is not None else {}))
     record_pipeline_run(objects, {"run_id": run_id, "at": datetime.now(UTC).isoformat(timespec="seconds"),
-                                  **check.to_dict()})
-    return check
+                                  "retrain": decision.retrain, "decision": decision.summary,
+                                  "reasons": decision.reasons, "new_days": [d.isoformat() for d in new_days],
+                                  "drift_report": report_key, "drift": assessment.drift,
+                                  "p_value": assessment.p_value, "effect": assessment.effect,
+                                  "reason": assessment.reason})
+    return DriftCheck(assessment, report)
 
 
-def consolidate(objects) -> dict:
+def consolidate(objects, run_id: str) -> DatasetSnapshot:
     """Merge every new exported day into the dataset (deduplicated, schema enforced)."""
     days = dataset.new_days(objects)
     info = dataset.consolidate(objects, days)
-    return {**info, "new_days": len(days)}
+    return DatasetSnapshot(run_id=run_id, key=dataset.DATASET_KEY, rows=info["rows"], days=info["days"],
+                           new_days=len(days), data_hash=info["data_hash"])
 
 
 def train(objects, timezone: str, step_minutes: int, out_dir: Path, config, progress: bool = False):
@@ -91,6 +99,34 @@ def train(objects, timezone: str, step_minutes: int, out_dir: Path, config, prog
     frame = dataset.to_pandas(dataset.load(objects))
     package, _ = train_package(frame, timezone, step_minutes, Path(out_dir), config, progress=progress)
     return package
+
+
+def package_ref(package, model_uri: str, run_id: str) -> ModelPackageRef:
+    """What the training step hands the registration: where the package is and how it scored."""
+    metrics = package.metrics
+    return ModelPackageRef(
+        run_id=run_id, model_uri=model_uri, model_version=package.version, data_hash=package.manifest["data_hash"],
+        selected=metrics["selected"], val_intraday_mae=metrics["candidates"][metrics["selected"]]["val_intraday_mae"],
+        val_weekly_level_mae=metrics["validation_baselines_mae"]["weekly_level"],
+        onnx_max_abs_diff=metrics["onnx_max_abs_diff"])
+
+
+def register(registry: ModelRegistry, objects, group: str, model: ModelPackageRef, run_id: str,
+             code_version: str) -> RegisteredVersion:
+    """Register exactly the package this run trained, as PendingManualApproval."""
+    key = objects.key_of(model.model_uri)
+    metrics, lineage = registration(objects.get_json(f"{key}/metrics.json"), objects.get_json(f"{key}/manifest.json"),
+                                    run_id, code_version)
+    version = registry.register(group, model.model_uri, metrics, lineage)
+    return RegisteredVersion(group=group, version=version.version, status=str(version.status),
+                             model_uri=version.model_uri, lineage=version.lineage)
+
+
+def evaluate(registry: ModelRegistry, objects, store, registered: RegisteredVersion, window_days: int) -> Evaluation:
+    """The candidate this run registered against production; the report is attached to it."""
+    report = evaluate_registered_version(registry, objects, store, registered.group, registered.version, window_days)
+    plain = {k: v.item() if hasattr(v, "item") else v for k, v in report.items()}  # numpy scalars -> JSON
+    return Evaluation(group=registered.group, version=registered.version, report=plain)
 
 
 def registration(package_metrics: dict, manifest: dict, run_id: str, code_version: str) -> tuple[dict, dict]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-LAST_RUN_KEY = "pipeline/last_run.json"
+LAST_RUN_KEY = "drift/last_run.json"  # the last drift check: decision, why, report
 
 _VERSION_FIELDS = ("val_intraday_mae",)
 _EVALUATION_FIELDS = ("candidate_mae", "production_mae", "production_version", "window_start", "window_end")

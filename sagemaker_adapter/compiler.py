@@ -1,11 +1,14 @@
 """Compile the asset graph into a SageMaker Pipeline definition with the SageMaker Python SDK v3.
 
 Walks the steps read off the graph (sagemaker_adapter.graph) in dependency order: processing
-assets become ProcessingSteps running `python3 -m <module>` in the pipeline image, the condition
-asset a ConditionStep on the property file of the step it names (JsonGet), training a
-TrainingStep through ModelTrainer, register a ModelStep through ModelBuilder.register; steps
-downstream of the condition are its if-branch; `lambda` assets run outside the pipeline. Offline
-and deterministic: no AWS call, no timestamp, no random name (same graph -> same JSON).
+assets become ProcessingSteps running `python3 -m <module>` in the pipeline image, reading the
+object-store prefixes of their parent assets and writing their own prefix plus their typed value
+(runs/<execution id>/<asset>.json, the Dagster IO manager's key); the condition asset becomes a
+ConditionStep on its parent's value file at the path of the value's RetrainDecision (JsonGet);
+training a TrainingStep through ModelTrainer on its parents' prefixes as channels; register a
+ModelStep through ModelBuilder.register; steps downstream of the condition are its if-branch;
+`lambda` assets run outside the pipeline. No step's inputs or outputs are spelled by hand.
+Offline and deterministic: no AWS call, no timestamp, no random name (same graph -> same JSON).
 """
 
 from __future__ import annotations
@@ -68,9 +71,12 @@ def build_pipeline(defs, options: CompileOptions | None = None):
     from sagemaker.train.model_trainer import ModelTrainer
 
     from parking_core.forecasting.package import code_version
+    from parking_core.pipeline_values import RUNS_PREFIX, decision_path
 
     session = _session(options)
     steps = read_steps(defs)
+    conditioned = {p for s in steps if s.kind == "condition" for p in s.parents}  # assets a condition reads
+    by_asset = {s.asset: s for s in steps}
     p = {
         "InputPrefix": ParameterString("InputPrefix", options.input_prefix),
         "ModelPackageGroup": ParameterString("ModelPackageGroup", options.model_group),
@@ -110,23 +116,28 @@ def build_pipeline(defs, options: CompileOptions | None = None):
                 instance_type=instance_type(spec), volume_size_in_gb=spec.settings["volume_gb"],
                 base_job_name=f"parkcast-{spec.name}", sagemaker_session=session, env=environment(spec),
             )
-            # The object store prefixes the step reads are rebuilt under OBJECTS; those it writes
-            # go back to the same prefixes.
+            # The parents' data is rebuilt under OBJECTS (the step's own prefix too, which it
+            # extends); the step's prefix goes back where it came from, its value to runs/<exec>/.
+            reads = sorted({*spec.parent_prefixes, *([spec.object_prefix] if spec.object_prefix else [])})
             inputs = [ProcessingInput(input_name=prefix, s3_input=ProcessingS3Input(
                 s3_uri=under(prefix), local_path=f"{OBJECTS}/{prefix}", s3_data_type="S3Prefix",
-                s3_input_mode="File")) for prefix in spec.settings["reads"]]
-            outputs = [ProcessingOutput(output_name=prefix, s3_output=ProcessingS3Output(
-                s3_uri=under(prefix), local_path=f"{PROCESSING}/output/{prefix}", s3_upload_mode="EndOfJob"))
-                for prefix in spec.settings["writes"]]
+                s3_input_mode="File")) for prefix in reads]
+            run_values = Join(on="/", values=[p["InputPrefix"], RUNS_PREFIX, ExecutionVariables.PIPELINE_EXECUTION_ID])
+            outputs = [ProcessingOutput(output_name=spec.object_prefix, s3_output=ProcessingS3Output(
+                s3_uri=under(spec.object_prefix), local_path=f"{PROCESSING}/output/{spec.object_prefix}",
+                s3_upload_mode="EndOfJob"))] if spec.object_prefix else []
+            outputs.append(ProcessingOutput(output_name=RUNS_PREFIX, s3_output=ProcessingS3Output(
+                s3_uri=run_values, local_path=f"{PROCESSING}/output/{RUNS_PREFIX}", s3_upload_mode="EndOfJob")))
             arguments = ["--objects", OBJECTS, "--out", f"{PROCESSING}/output",
-                         "--run-id", ExecutionVariables.PIPELINE_EXECUTION_ID]
+                         "--run-id", ExecutionVariables.PIPELINE_EXECUTION_ID, "--asset", spec.asset]
+            if spec.object_prefix:
+                arguments += ["--publish", spec.object_prefix]
             for name in spec.settings.get("params", []):
                 value = p[name]
                 arguments += [f"--{_kebab(name)}", value if isinstance(value, ParameterString) else value.to_string()]
             step_files = []
-            if spec.settings.get("property_file"):
-                output, path = spec.settings["property_file"].split("/", 1)
-                pf = PropertyFile(name=f"{spec.name}Decision", output_name=output, path=path)
+            if spec.asset in conditioned:
+                pf = PropertyFile(name=f"{spec.name}Decision", output_name=RUNS_PREFIX, path=f"{spec.asset}.json")
                 property_files[spec.asset] = pf
                 step_files.append(pf)
             step = ProcessingStep(name=spec.name, step_args=processor.run(inputs=inputs, outputs=outputs,
@@ -148,10 +159,11 @@ def build_pipeline(defs, options: CompileOptions | None = None):
                 environment=environment(spec),
                 # Uncompressed: the package lands as files under .../output/model/, so the
                 # registry, the evaluation and the endpoint read it as a folder.
-                output_data_config=OutputDataConfig(s3_output_path=under("models"), compression_type="NONE"),
+                output_data_config=OutputDataConfig(s3_output_path=under(spec.object_prefix), compression_type="NONE"),
             )
-            step = TrainingStep(name=spec.name, step_args=trainer.train(input_data_config=[
-                InputData(channel_name="dataset", data_source=under("dataset"))]), depends_on=depends or None)
+            channels = [InputData(channel_name=prefix, data_source=under(prefix)) for prefix in spec.parent_prefixes]
+            step = TrainingStep(name=spec.name, step_args=trainer.train(input_data_config=channels),
+                                depends_on=depends or None)
         elif spec.kind == "register":
             (trained,) = [built[a] for a in spec.parents if isinstance(built.get(a), TrainingStep)]
             artifacts = trained.properties.ModelArtifacts.S3ModelArtifacts
@@ -174,11 +186,12 @@ def build_pipeline(defs, options: CompileOptions | None = None):
         in_branch = condition_spec is not None and condition_spec.asset in ancestors(steps, spec.asset)
         (branch if in_branch else top).append(step)
     if condition_spec is not None:
-        source = condition_spec.settings["source"]
+        (source,) = condition_spec.parents  # the asset whose typed value holds the decision
+        json_path = decision_path(by_asset[source].value_type)
         condition = ConditionStep(
             name=condition_spec.name,
             conditions=[ConditionEquals(left=JsonGet(step_name=built[source].name, property_file=property_files[source],
-                                                     json_path=condition_spec.settings["json_path"]), right=True)],
+                                                     json_path=json_path), right=True)],
             if_steps=branch, else_steps=[],
         )
         top.append(condition)

@@ -3,6 +3,8 @@ models) on synthetic lots whose days are stationary until drift is injected."""
 
 from __future__ import annotations
 
+import sys
+import threading
 from datetime import UTC, date, datetime, timedelta
 
 import dagster as dg
@@ -10,9 +12,8 @@ import numpy as np
 import pytest
 
 from parking_assets.definitions import pipeline_assets
-from parking_assets.pipeline_assets import forecaster_metrics_sane
 from parking_assets.promotion import promotion_job
-from parking_assets.resources import ParkcastResource, PipelineConfig, RegistryResource
+from parking_assets.resources import ParkcastResource, PipelineConfig, RegistryResource, pipeline_resources
 from parking_core.contracts import Lot, Reading
 from parking_core.export import export_day
 from parking_core.registry import ApprovalStatus
@@ -22,7 +23,7 @@ from parking_core.store.sqlite import SQLiteStore
 FIRST = date(2020, 1, 6)  # a Monday; winter, so local time is UTC
 LOTS = [f"LOT-{i}" for i in range(6)]
 GROUP = "parkcast-forecaster"
-ASSETS = [*pipeline_assets, forecaster_metrics_sane]
+ASSETS = pipeline_assets
 
 
 def write_days(store: SQLiteStore, days: range, shift: float = 0.0, seed: int = 0) -> None:
@@ -61,8 +62,8 @@ def export(store, parkcast, days):
 def run(parkcast, registry, instance, **pipeline):
     config = PipelineConfig(**{"architectures": "tft", "max_epochs": 1, "limit_train_batches": 10, "hidden_size": 8,
                                **pipeline})
-    return dg.materialize(ASSETS, resources={"parkcast": parkcast, "pipeline": config, "registry": registry},
-                          instance=instance, raise_on_error=False)
+    return dg.materialize(ASSETS, resources=pipeline_resources(parkcast, config, registry), instance=instance,
+                          raise_on_error=False)
 
 
 def promote(parkcast, registry, instance, version):
@@ -133,8 +134,8 @@ def test_the_daily_graph_end_to_end(env):
     export(store, parkcast, range(50, 51))
     broken = dg.materialize(
         ASSETS, instance=instance, raise_on_error=False,
-        resources={"parkcast": parkcast, "registry": registry,
-                   "pipeline": PipelineConfig(architectures="no-such-model", force_retrain=True)},
+        resources=pipeline_resources(parkcast, PipelineConfig(architectures="no-such-model", force_retrain=True),
+                                     registry),
     )
     assert not broken.success
     assert len(reg.list(GROUP)) == 2 and reg.production(GROUP).version == 1
@@ -148,6 +149,63 @@ def test_the_daily_graph_end_to_end(env):
     assert promote(parkcast, registry, instance, 3).success
     assert reg.production(GROUP).version == 1
     assert "worse than production" in reg.get(GROUP, 3).promotion["reason"]
+
+
+def test_two_runs_at_once_each_register_and_evaluate_their_own_model(env):
+    """A manual run beside the scheduled one, in one Dagster instance: both train before either
+    registers (the gate below holds registration until both models exist). Each run must register
+    and evaluate exactly the model it trained: its run id, its data hash, its model URI."""
+    store, parkcast, registry = env
+    write_days(store, range(0, 35))
+    export(store, parkcast, range(0, 35))
+    # Test instruments that interleave the two runs: one trains at a time (torch's ONNX export
+    # keeps global state), and neither registers before both have trained.
+    one_trainer, both_trained = threading.Lock(), threading.Barrier(2, timeout=240)
+
+    class RegisterWhenBothTrained(ParkcastResource):
+        def objects(self):
+            step = sys._getframe(1).f_code.co_name
+            if step == "forecaster":
+                one_trainer.acquire()
+            elif step == "registered_model":
+                one_trainer.release()
+                both_trained.wait()
+            return super().objects()
+
+    gated = RegisterWhenBothTrained(data_dir=parkcast.data_dir)
+    home = parkcast.settings.data_dir / "dagster"
+    home.mkdir()
+    instance = dg.DagsterInstance.local_temp(str(home))  # on disk, as `dagster dev` keeps it
+    results = {}
+
+    def pipeline_run(name: str, hidden_size: int) -> None:
+        config = PipelineConfig(architectures="tft", max_epochs=1, limit_train_batches=4, hidden_size=hidden_size,
+                                force_retrain=True)
+        results[name] = dg.materialize(ASSETS, resources=pipeline_resources(gated, config, registry),
+                                       instance=instance, raise_on_error=False)
+
+    threads = [threading.Thread(target=pipeline_run, args=(name, size)) for name, size in (("a", 8), ("b", 4))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=900)
+    assert set(results) == {"a", "b"} and all(r.success for r in results.values())
+
+    reg: LocalModelRegistry = registry.registry()
+    by_run = {v.lineage["run_id"]: v for v in reg.list(GROUP)}
+    assert len(by_run) == 2
+    for result in results.values():
+        trained = result.output_for_node("forecaster")
+        registered = result.output_for_node("registered_model")
+        evaluation = result.output_for_node("model_evaluation")
+        version = by_run[result.run_id]  # this run registered exactly one version ...
+        assert trained.run_id == result.run_id and trained.model_uri.endswith(f"models/{result.run_id}")
+        # ... of the model it trained, on the data it consolidated, and evaluated that version.
+        assert version.model_uri == trained.model_uri == registered.model_uri
+        assert version.lineage["data_hash"] == trained.data_hash
+        assert version.lineage["model_version"] == trained.model_version
+        assert registered.version == version.version == evaluation.version
+        assert version.evaluation["candidate_version"] == trained.model_version
 
 
 def test_pipeline_cli_on_the_sample_data(data_dir, monkeypatch):

@@ -12,6 +12,7 @@ import pytest
 from conftest import load_sample
 
 from parking_assets.definitions import defs
+from parking_core.status import LAST_RUN_KEY
 from sagemaker_adapter.compiler import compile_definition
 
 
@@ -26,13 +27,19 @@ def test_compiled_steps_types_order_and_condition(definition):
     drift, condition = steps
     assert drift["Arguments"]["AppSpecification"]["ContainerEntrypoint"] == [
         "python3", "-m", "sagemaker_adapter.steps.drift_detector"]
-    assert drift["PropertyFiles"] == [{"FilePath": "decision.json", "OutputName": "pipeline",
+    # The condition reads the drift assessment's typed value (runs/<execution>/drift_report.json) at
+    # the path of its RetrainDecision; nothing of it is spelled in the asset's metadata.
+    assert drift["PropertyFiles"] == [{"FilePath": "drift_report.json", "OutputName": "runs",
                                        "PropertyFileName": "CheckDataDriftDecision"}]
     (cond,) = condition["Arguments"]["Conditions"]
     assert cond["Type"] == "Equals" and cond["RightValue"] is True
-    assert cond["LeftValue"] == {"Std:JsonGet": {"Path": "retrain", "PropertyFile": {
+    assert cond["LeftValue"] == {"Std:JsonGet": {"Path": "decision.retrain", "PropertyFile": {
         "Get": "Steps.CheckDataDrift.PropertyFiles.CheckDataDriftDecision"}}}
+    # Inputs from the parents' object prefixes (daily_readings, reference_dataset) and its own;
+    # outputs: its own prefix and its value under runs/<execution id>.
+    assert io_prefixes(drift) == (["dataset", "drift", "readings"], ["drift", "runs"])
     branch = condition["Arguments"]["IfSteps"]
+    assert io_prefixes(branch[0]) == (["dataset", "readings"], ["dataset", "runs"])
     assert [(s["Name"], s["Type"]) for s in branch] == [
         ("ConsolidateData", "Processing"), ("TrainParkingModel", "Training"), ("RegisterModel", "RegisterModel")]
     assert condition["Arguments"]["ElseSteps"] == []
@@ -53,6 +60,13 @@ def test_compiled_steps_types_order_and_condition(definition):
     assert names["ForceRetrain"]["EnumValues"] == ["true", "false"]
 
 
+def io_prefixes(step: dict) -> tuple[list[str], list[str]]:
+    args = step["Arguments"]
+    inputs = sorted(i["InputName"] for i in args["ProcessingInputs"])
+    outputs = sorted(o["OutputName"] for o in args["ProcessingOutputConfig"]["Outputs"])
+    return inputs, outputs
+
+
 def test_two_compiles_are_identical():
     assert compile_definition(defs) == compile_definition(defs)
 
@@ -62,8 +76,8 @@ def test_changing_an_assets_sagemaker_metadata_changes_the_pipeline():
     from parking_assets.sagemaker_meta import training
 
     forecaster = pipeline_assets.forecaster.map_asset_specs(
-        lambda spec: spec.replace_attributes(metadata=training("TrainParkingModel", "train_pipeline.py",
-                                                               instance_type="ml.c5.4xlarge", max_runtime_s=7200)))
+        lambda spec: spec.replace_attributes(metadata={**spec.metadata, **training(
+            "TrainParkingModel", "train_pipeline.py", instance_type="ml.c5.4xlarge", max_runtime_s=7200)}))
     others = [a for a in defs.assets if dg.AssetKey("forecaster") not in getattr(a, "keys", ())]
     changed = json.loads(compile_definition(dg.Definitions(assets=[*others, forecaster], resources=defs.resources)))
     names = {p["Name"]: p for p in changed["Parameters"]}
@@ -169,7 +183,7 @@ def test_local_runner_takes_the_dagster_decisions_with_the_same_metrics(tmp_path
                 export_until(store, objects, until)
                 result = LocalRunner(definition, data_dir, registry, TINY_PARAMS, echo=False,
                                      execution_id=f"local-{i}").run()
-                decisions.append(objects.get_json("pipeline/last_run.json")["decision"])
+                decisions.append(objects.get_json(LAST_RUN_KEY)["decision"])
                 assert [s.status for s in result.steps if s.name == "RetrainNeeded"] == ["Succeeded"]
             versions = registry.list(group)
             maes.append([v.metrics["val_intraday_mae"] for v in versions])

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 from parking_core.pipeline_steps import consolidate
-from sagemaker_adapter.steps.common import object_store, processing_args, publish
+from parking_core.pipeline_values import DatasetSnapshot
+from sagemaker_adapter.steps.common import finish, object_store, processing_args
 
 
-def main(argv=None) -> dict:
+def main(argv=None) -> DatasetSnapshot:
     args = processing_args(__doc__, argv=argv)
-    info = consolidate(object_store(args.objects))
-    publish(args.objects, args.out, "dataset")
-    print(f"merged {info['new_days']} new day(s): {info['rows']} rows over {len(info['days'])} days", flush=True)
-    return info
+    snapshot = consolidate(object_store(args.objects), args.run_id)
+    finish(args, snapshot)
+    print(f"merged {snapshot.new_days} new day(s): {snapshot.rows} rows over {len(snapshot.days)} days", flush=True)
+    return snapshot
 
 
 if __name__ == "__main__":

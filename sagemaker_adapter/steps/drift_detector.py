@@ -1,14 +1,13 @@
 """CheckDataDrift: the drift test and the retrain condition. Writes drift/<day>/report.* and
-pipeline/decision.json (the property file RetrainNeeded reads) plus pipeline/last_run.json."""
+drift/last_run.json, and its DriftAssessment (whose decision RetrainNeeded reads) as the run's value."""
 
 from __future__ import annotations
 
-import json
-
 from parking_core.config import Settings
 from parking_core.pipeline_steps import check_drift
+from parking_core.pipeline_values import DriftAssessment
 from parking_core.registry import open_registry
-from sagemaker_adapter.steps.common import object_store, processing_args, publish
+from sagemaker_adapter.steps.common import finish, object_store, processing_args
 
 
 def _arguments(parser) -> None:
@@ -20,7 +19,7 @@ def _arguments(parser) -> None:
     parser.add_argument("--force-retrain", default="false")
 
 
-def main(argv=None) -> dict:
+def main(argv=None) -> DriftAssessment:
     args = processing_args(__doc__, _arguments, argv)
     settings = Settings()  # PARKCAST_REGISTRY, PARKCAST_MODEL_GROUP, ... from the step's environment
     check = check_drift(
@@ -28,12 +27,9 @@ def main(argv=None) -> dict:
         args.grid_step_minutes, reference_days=args.reference_days, p_value=args.drift_p_value,
         min_effect=args.drift_min_effect, force=args.force_retrain.lower() == "true", run_id=args.run_id,
     )
-    publish(args.objects, args.out, "drift")
-    publish(args.objects, args.out, "pipeline")
-    decision = check.to_dict()
-    (args.out / "pipeline" / "decision.json").write_text(json.dumps(decision, indent=2))
+    finish(args, check.assessment)
     print(check.decision.summary, flush=True)
-    return decision
+    return check.assessment
 
 
 if __name__ == "__main__":
