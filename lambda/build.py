@@ -15,7 +15,7 @@ import zipfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-FUNCTIONS = ["run_prediction_trigger", "read_api", "daily_export_to_s3", "evaluate_promote_trigger"]
+FUNCTIONS = ["run_prediction_trigger", "read_api", "daily_export_to_s3", "evaluate_promote_trigger", "system_monitor"]
 FORBIDDEN = {"torch", "dagster", "lightning", "pytorch_forecasting", "alibi_detect", "sagemaker"}
 # Lambda's zip limit is 250 MB unzipped; above 200 MB (headroom for layers and growth) the CDK
 # stack ships the function as a container image (lambda/Dockerfile).

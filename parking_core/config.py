@@ -42,6 +42,8 @@ class Settings(BaseSettings):
     sagemaker_role_arn: str = ""
     serverless_memory_mb: int = 2048
     serverless_max_concurrency: int = Field(default=5, ge=1, le=200)
+    # Monitoring (AWS: Lambda system_monitor): an open car park silent this long is stale.
+    stale_lot_minutes: int = Field(default=30, ge=1, le=1440)
 
     @property
     def sqlite_path(self) -> Path:

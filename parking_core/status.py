@@ -16,14 +16,24 @@ def record_pipeline_run(objects, summary: dict[str, Any]) -> None:
     objects.put_json(LAST_RUN_KEY, summary)
 
 
+def last_pipeline_run(objects) -> dict[str, Any] | None:
+    return objects.get_json(LAST_RUN_KEY) if objects.exists(LAST_RUN_KEY) else None
+
+
+def drift_summary(objects, last_run: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The drift report of that pipeline run (None when the run made none)."""
+    if not (last_run and last_run.get("drift_report") and objects.exists(last_run["drift_report"])):
+        return None
+    report = objects.get_json(last_run["drift_report"])
+    drift = {k: report.get(k) for k in ("drift", "p_value", "threshold", "effect", "min_effect", "reason",
+                                        "detector", "new_days")}
+    drift["report"] = last_run["drift_report"]
+    return drift
+
+
 def system_status(registry, objects, group: str, dagster_url: str | None = None) -> dict[str, Any]:
-    last_run = objects.get_json(LAST_RUN_KEY) if objects.exists(LAST_RUN_KEY) else None
-    drift = None
-    if last_run and last_run.get("drift_report") and objects.exists(last_run["drift_report"]):
-        report = objects.get_json(last_run["drift_report"])
-        drift = {k: report.get(k) for k in ("drift", "p_value", "threshold", "effect", "min_effect", "reason",
-                                            "detector", "new_days")}
-        drift["report"] = last_run["drift_report"]
+    last_run = last_pipeline_run(objects)
+    drift = drift_summary(objects, last_run)
     production = registry.production(group)
     versions = []
     for v in sorted(registry.list(group), key=lambda v: v.version, reverse=True)[:20]:

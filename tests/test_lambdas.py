@@ -287,11 +287,13 @@ def test_handlers_need_neither_torch_nor_dagster():
     lightning, pytorch-forecasting, dagster, alibi-detect or the SageMaker SDK."""
     code = """
 import importlib.util, sys
-for name in ['run_prediction_trigger', 'read_api', 'evaluate_promote_trigger', 'daily_export_to_s3']:
+for name in ['run_prediction_trigger', 'read_api', 'evaluate_promote_trigger', 'daily_export_to_s3',
+             'system_monitor']:
     spec = importlib.util.spec_from_file_location(name, 'lambda/' + name + '/handler.py')
     spec.loader.exec_module(importlib.util.module_from_spec(spec))
 import parking_core.dataset, parking_core.forecasting.backtest, parking_core.forecasting.serve, parking_core.mlops
 import parking_core.store.dynamodb, parking_core.registry.sagemaker, parking_core.serving.app, s3fs, onnxruntime
+import parking_core.monitoring
 heavy = sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'lightning', 'pytorch_forecasting', 'dagster',
                                                          'alibi_detect', 'sagemaker'})
 print(heavy or 'ok')
