@@ -75,8 +75,8 @@ def test_drift_detected_reads_the_last_runs_report(tmp_path):
 def monitored_aws(monkeypatch):
     """moto's server on loopback (s3fs needs a real endpoint), PARKCAST_* as the stack sets them."""
     from moto.server import ThreadedMotoServer
-    from parkcast.processes import free_port
 
+    from parkcast.processes import free_port
     from parking_core.aws.runtime import runtime
     from parking_core.store.dynamodb import DynamoDBStore
 
