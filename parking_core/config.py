@@ -22,10 +22,19 @@ class Settings(BaseSettings):
     aws_region: str = "eu-west-2"
     # NORMAL survives a killed process (WAL); FULL also survives power loss at some write cost.
     sqlite_synchronous: Literal["NORMAL", "FULL"] = "NORMAL"
+    # How long the writer waits for a lock another process holds (CLI import, pipeline) before 503.
+    sqlite_busy_timeout_s: float = Field(default=10.0, gt=0)
+    # Cap on the SQLite file in pages (4 KiB each); 0 = no cap. Past it writes answer 503 as on a full disk.
+    sqlite_max_pages: int = Field(default=0, ge=0)
+    # A request that waited this long for its commit gets 503 (its retry is then a duplicate at worst).
+    store_write_timeout_s: float = Field(default=30.0, gt=0)
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8000, ge=0, le=65535)
     # Readings stamped further ahead than this are refused: the device clock is wrong.
     max_clock_skew_s: int = Field(default=300, ge=0)
+    # The API keeps a device found by its key, and a lot, this long: a revoked key stops working
+    # within this time (0 = look both up on every request).
+    lookup_cache_s: float = Field(default=5.0, ge=0)
     log_level: str = "INFO"
     registry: Literal["local", "sagemaker"] = "local"
     model_group: str = "parkcast-forecaster"

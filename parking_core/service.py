@@ -33,16 +33,20 @@ class ServiceError(Exception):
     status = 400
     code = "bad_request"
 
-    def __init__(self, message: str, fields: Sequence[FieldError] = ()):
+    def __init__(self, message: str, fields: Sequence[FieldError] = (), retry_after_s: int | None = None):
         super().__init__(message)
         self.message = message
         self.fields = list(fields)
+        self.retry_after_s = retry_after_s
 
     def to_dict(self) -> dict[str, Any]:
-        body: dict[str, Any] = {"code": self.code, "message": self.message}
-        if self.fields:
-            body["fields"] = [{"field": f.field, "message": f.message} for f in self.fields]
-        return {"error": body}
+        """The one error shape of every adapter: {"error": {"code", "message", "fields"}}."""
+        fields = [{"field": f.field, "message": f.message} for f in self.fields]
+        return {"error": {"code": self.code, "message": self.message, "fields": fields}}
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {} if self.retry_after_s is None else {"Retry-After": str(self.retry_after_s)}
 
 
 class InvalidInput(ServiceError):
@@ -70,6 +74,27 @@ class Conflict(ServiceError):
     code = "conflict"
 
 
+class PayloadTooLarge(ServiceError):
+    status = 413
+    code = "payload_too_large"
+
+
+class RateLimited(ServiceError):
+    status = 429
+    code = "rate_limited"
+
+
+class Unavailable(ServiceError):
+    """The store cannot serve now; nothing was written. Retry later with the same keys."""
+
+    status = 503
+    code = "unavailable"
+
+
+def unavailable(exc: Exception) -> Unavailable:
+    return Unavailable(str(exc), retry_after_s=1)
+
+
 def _field_path(loc: tuple[Any, ...]) -> str:
     path = ""
     for part in loc:
@@ -92,7 +117,7 @@ MAX_BODY_BYTES = 1 << 20
 
 def parse_json_body(body: bytes | str) -> Any:
     if len(body) > MAX_BODY_BYTES:
-        raise ServiceError(f"body larger than {MAX_BODY_BYTES} bytes")
+        raise PayloadTooLarge(f"body larger than {MAX_BODY_BYTES} bytes", [FieldError("body", "too large")])
     try:
         return json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:

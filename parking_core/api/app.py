@@ -18,7 +18,8 @@ from parking_core import service
 from parking_core.config import Settings, get_settings
 from parking_core.prediction import ingest_and_forecast
 from parking_core.predictor import Predictor, open_predictor
-from parking_core.store import Store, open_store
+from parking_core.store import Store, StoreUnavailable, open_store
+from parking_core.store.cache import CachedLookups
 
 log = logging.getLogger("parkcast.api")
 
@@ -26,6 +27,8 @@ def create_app(settings: Settings | None = None, store: Store | None = None,
                predictor: Predictor | None = None) -> FastAPI:
     settings = settings or get_settings()
     store = store or open_store(settings)
+    if settings.lookup_cache_s > 0:
+        store = CachedLookups(store, settings.lookup_cache_s)
     skew = timedelta(seconds=settings.max_clock_skew_s)
     predictor = predictor if predictor is not None else open_predictor(settings)
 
@@ -39,7 +42,13 @@ def create_app(settings: Settings | None = None, store: Store | None = None,
 
     @app.exception_handler(service.ServiceError)
     async def _service_error(_: Request, exc: service.ServiceError) -> JSONResponse:
-        return JSONResponse(exc.to_dict(), status_code=exc.status)
+        return JSONResponse(exc.to_dict(), status_code=exc.status, headers=exc.headers)
+
+    @app.exception_handler(StoreUnavailable)
+    async def _store_unavailable(_: Request, exc: StoreUnavailable) -> JSONResponse:
+        log.warning("store unavailable: %s", exc)
+        error = service.unavailable(exc)
+        return JSONResponse(error.to_dict(), status_code=error.status, headers=error.headers)
 
     @app.exception_handler(RequestValidationError)
     async def _request_error(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -74,10 +83,14 @@ def create_app(settings: Settings | None = None, store: Store | None = None,
         },
     )
     async def post_readings(request: Request, x_api_key: str | None = Header(default=None)) -> JSONResponse:
-        device = service.authenticate(store, x_api_key)
-        payload = service.parse_json_body(await request.body())
-        # Sync work (SQLite, the endpoint call) off the event loop.
-        result, answer = await run_in_threadpool(ingest_and_forecast, store, predictor, payload, device, skew)
+        body = await request.body()
+
+        def ingest():
+            device = service.authenticate(store, x_api_key)
+            return ingest_and_forecast(store, predictor, service.parse_json_body(body), device, skew)
+
+        # Sync work (SQLite, the endpoint call) off the event loop, in one hop.
+        result, answer = await run_in_threadpool(ingest)
         return JSONResponse(answer, status_code=201 if result.created else 200)
 
     @app.get("/v1/lots", summary="Every lot with its latest reading (and, on request, its recent trend)")
