@@ -32,9 +32,17 @@ class Settings(BaseSettings):
     api_port: int = Field(default=8000, ge=0, le=65535)
     # Readings stamped further ahead than this are refused: the device clock is wrong.
     max_clock_skew_s: int = Field(default=300, ge=0)
-    # The API keeps a device found by its key, and a lot, this long: a revoked key stops working
-    # within this time (0 = look both up on every request).
+    # The API keeps a lot it looked up this long (0 = look it up on every request).
     lookup_cache_s: float = Field(default=5.0, ge=0)
+    # Abuse limits of the API (parking_core.api.limits). 0 requests/s turns the rate limit off.
+    rate_limit_per_device: float = Field(default=20.0, ge=0, description="POSTs per second per device, average")
+    rate_limit_burst: int = Field(default=60, ge=1, description="POSTs a device may send at once")
+    max_body_bytes: int = Field(default=1 << 20, ge=1024)
+    body_timeout_s: float = Field(default=30.0, gt=0, description="longest wait for the next chunk of a body")
+    max_json_depth: int = Field(default=8, ge=3)
+    max_json_string: int = Field(default=1024, ge=64)
+    # The dashboard's origin when it is served from elsewhere (S3 + CloudFront); the only origin CORS allows.
+    cors_origin: str | None = None
     log_level: str = "INFO"
     registry: Literal["local", "sagemaker"] = "local"
     model_group: str = "parkcast-forecaster"

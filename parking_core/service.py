@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 
-from parking_core.contracts import Device, Lot, PutOutcome, Reading
+from parking_core.contracts import Device, Lot, PutOutcome, Reading, WireTime
 from parking_core.store import ConflictError, Store, hash_api_key
 
 MAX_BATCH = 100
@@ -19,6 +19,7 @@ MAX_RANGE = timedelta(days=62)
 MAX_QUERY_ROWS = 20_000
 
 _readings_adapter = TypeAdapter(list[Reading])
+_time_adapter = TypeAdapter(WireTime)
 
 
 @dataclass
@@ -144,7 +145,8 @@ def parse_readings_payload(payload: Any) -> list[Reading]:
             f"at most {MAX_BATCH} readings per request", [FieldError("readings", f"{len(items)} > {MAX_BATCH}")]
         )
     try:
-        return _readings_adapter.validate_python(items)
+        # Strict JSON types, as the OpenAPI document states them: "5" is not an integer, 1 not a boolean.
+        return _readings_adapter.validate_json(json.dumps(items), strict=True)
     except ValidationError as exc:
         # A single object was wrapped in a list here: its index 0 means nothing to the caller.
         raise invalid_from_pydantic(exc, prefix or (), drop=1 if prefix is None else 0) from None
@@ -188,15 +190,16 @@ def check_readings(
     lots: dict[str, Lot | None] = {}
     for i, r in enumerate(readings):
         where = "" if single else f"readings[{i}]."
-        if r.lot_id not in lots:
-            lots[r.lot_id] = store.get_lot(r.lot_id)
-        if lots[r.lot_id] is None:
-            raise InvalidInput(f"unknown lot {r.lot_id!r}", [FieldError(f"{where}lot_id", "unknown lot")])
+        # Ownership first: to a device, any lot but its own is forbidden, whether it exists or not.
         if device is not None and (r.lot_id != device.lot_id or r.device_id != device.device_id):
             raise Forbidden(
                 f"device {device.device_id!r} may only write its own readings for lot {device.lot_id!r}",
                 [FieldError(f"{where}lot_id" if r.lot_id != device.lot_id else f"{where}device_id", "not yours")],
             )
+        if r.lot_id not in lots:
+            lots[r.lot_id] = store.get_lot(r.lot_id)
+        if lots[r.lot_id] is None:
+            raise InvalidInput(f"unknown lot {r.lot_id!r}", [FieldError(f"{where}lot_id", "unknown lot")])
         if r.observed_at > now + max_clock_skew:
             raise InvalidInput(
                 f"observed_at {r.observed_at.isoformat()} is in the future (device clock wrong?)",
@@ -278,15 +281,15 @@ def get_lot(store: Store, lot_id: str) -> Lot:
 
 
 def _parse_time(name: str, value: str | None) -> datetime | None:
-    if value is None or value == "":
+    if value is None:
         return None
+    if len(value) > 19 and value[-6] == " ":
+        value = value[:-6] + "+" + value[-5:]  # an unencoded "+01:00" in a URL arrives as " 01:00"
     try:
-        parsed = datetime.fromisoformat(value.strip().replace(" ", "+") if "T" in value else value.strip())
-    except ValueError:
-        raise InvalidInput(f"{name}: not an ISO 8601 time", [FieldError(name, "not an ISO 8601 time")]) from None
-    if parsed.tzinfo is None:
-        raise InvalidInput(f"{name}: needs a UTC offset", [FieldError(name, "needs a UTC offset")])
-    return parsed.astimezone(UTC)
+        return _time_adapter.validate_python(value).astimezone(UTC)
+    except ValidationError:
+        raise InvalidInput(f"{name}: not an RFC 3339 date-time with an offset",
+                           [FieldError(name, "not an RFC 3339 date-time with an offset")]) from None
 
 
 def readings_between(
@@ -300,6 +303,8 @@ def readings_between(
     """Readings of one lot in [start, end); default: the last 24 hours."""
     get_lot(store, lot_id)
     end_t = _parse_time("end", end) or (now or datetime.now(UTC))
+    if end_t.year < 2:
+        raise InvalidInput("end: before 0002-01-01", [FieldError("end", "too early")])
     start_t = _parse_time("start", start) or end_t - timedelta(days=1)
     if start_t >= end_t:
         raise InvalidInput("start must be before end", [FieldError("start", "not before end")])

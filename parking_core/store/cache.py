@@ -1,6 +1,6 @@
-"""A read-through cache for the two lookups every ingestion request makes (its device by key
-hash, its lot), so a POST costs one write and no reads. Only hits are cached, for a few
-seconds: a new lot or device is seen at once; a revoked key or a changed lot within ttl_s."""
+"""A read-through cache of lots for the ingestion path: every POST checks its lot, which
+changes almost never. Only hits are cached, for a few seconds, so a new lot is seen at once
+and an edited one within ttl_s. Devices are not cached: a revoked key stops at once."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import threading
 import time
 from typing import Any
 
-from parking_core.contracts import Device, Lot
+from parking_core.contracts import Lot
 
 
 class CachedLookups:
@@ -16,26 +16,20 @@ class CachedLookups:
         self._store = store
         self._ttl = ttl_s
         self._lock = threading.Lock()
-        self._entries: dict[tuple[str, str], tuple[float, Any]] = {}
+        self._lots: dict[str, tuple[float, Lot]] = {}
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._store, name)
 
-    def _cached(self, kind: str, key: str, load) -> Any:
+    def get_lot(self, lot_id: str) -> Lot | None:
         now = time.monotonic()
-        hit = self._entries.get((kind, key))
+        hit = self._lots.get(lot_id)
         if hit is not None and hit[0] > now:
             return hit[1]
-        value = load(key)
-        if value is not None:
+        lot = self._store.get_lot(lot_id)
+        if lot is not None:
             with self._lock:
-                if len(self._entries) > 100_000:  # unbounded keys would be a memory leak; start over
-                    self._entries.clear()
-                self._entries[(kind, key)] = (now + self._ttl, value)
-        return value
-
-    def device_for_key_hash(self, key_hash: str) -> Device | None:
-        return self._cached("device", key_hash, self._store.device_for_key_hash)
-
-    def get_lot(self, lot_id: str) -> Lot | None:
-        return self._cached("lot", lot_id, self._store.get_lot)
+                if len(self._lots) > 100_000:  # ids come from requests: bound the memory
+                    self._lots.clear()
+                self._lots[lot_id] = (now + self._ttl, lot)
+        return lot
