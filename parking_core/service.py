@@ -123,6 +123,8 @@ def parse_json_body(body: bytes | str) -> Any:
         return json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise InvalidInput(f"body is not JSON: {exc}", [FieldError("body", "not JSON")]) from None
+    except RecursionError:
+        raise InvalidInput("body is JSON nested too deeply", [FieldError("body", "nested too deeply")]) from None
 
 
 def parse_readings_payload(payload: Any) -> list[Reading]:

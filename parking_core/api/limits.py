@@ -51,10 +51,7 @@ class JsonLimits:
         self.max_depth, self.max_string = max_depth, max_string
 
     def parse(self, body: bytes) -> Any:
-        try:
-            payload = service.parse_json_body(body)
-        except RecursionError:
-            raise self._refuse(f"JSON nested deeper than {self.max_depth}") from None
+        payload = service.parse_json_body(body)
         stack = [(payload, 1)]
         while stack:
             value, depth = stack.pop()
