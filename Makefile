@@ -24,7 +24,7 @@ demo: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/bandit -q -c pyproject.toml -r parking_core parking_assets sagemaker_adapter edge_runtime lambda serving
+	$(BIN)/bandit -q -c pyproject.toml -r .
 
 benchmarks: $(STAMP)
 	$(BIN)/python benchmarks/ingest.py

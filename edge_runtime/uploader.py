@@ -27,7 +27,8 @@ class Uploader:
         self.client = httpx.Client(timeout=timeout_s, headers={"X-API-Key": api_key})
         self.base, self.cap = backoff_base_s, backoff_max_s
         self.failures = 0
-        self.random = random.Random(seed)
+        # bandit B311: backoff jitter, not a secret.
+        self.random = random.Random(seed)  # nosec B311
         self.last_success: float | None = None
         self.last_error: str | None = None
         self.retry_after: float = 0.0  # the API's last Retry-After, seconds

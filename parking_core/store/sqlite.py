@@ -72,6 +72,11 @@ CREATE TABLE IF NOT EXISTS devices (
 """
 
 _READING_COLUMNS = "lot_id, device_id, observed_at, capacity, occupied, slots"
+# bandit B608: built once from the constant above; every value is a bound parameter.
+_SELECT_RANGE = (f"SELECT {_READING_COLUMNS} FROM readings WHERE lot_id=? AND observed_at>=? "  # nosec B608
+                 "AND observed_at<? ORDER BY observed_at, device_id")
+_SELECT_LATEST = f"SELECT {_READING_COLUMNS} FROM readings WHERE lot_id=? ORDER BY observed_at DESC LIMIT 1"  # nosec B608
+_SELECT_ONE = f"SELECT {_READING_COLUMNS} FROM readings WHERE lot_id=? AND observed_at=? AND device_id=?"  # nosec B608
 
 
 # Writes joined into one transaction at most; bounds the time the first of them waits.
@@ -268,10 +273,7 @@ class SQLiteStore:
     def query_readings(
         self, lot_id: str, start: datetime, end: datetime, limit: int | None = None
     ) -> list[Reading]:
-        sql = (
-            f"SELECT {_READING_COLUMNS} FROM readings WHERE lot_id=? AND observed_at>=? AND observed_at<?"
-            " ORDER BY observed_at, device_id"
-        )
+        sql = _SELECT_RANGE
         params: tuple = (lot_id, utc_iso(start), utc_iso(end))
         if limit is not None:
             sql += " LIMIT ?"
@@ -279,9 +281,7 @@ class SQLiteStore:
         return [reading_from_row(*row) for row in self._rows(sql, params)]
 
     def latest_reading(self, lot_id: str) -> Reading | None:
-        rows = self._rows(
-            f"SELECT {_READING_COLUMNS} FROM readings WHERE lot_id=? ORDER BY observed_at DESC LIMIT 1", (lot_id,)
-        )
+        rows = self._rows(_SELECT_LATEST, (lot_id,))
         return reading_from_row(*rows[0]) if rows else None
 
     def count_readings(self, lot_id: str | None = None) -> int:
@@ -319,7 +319,9 @@ class SQLiteStore:
             raise DeviceExistsError(f"device {device.device_id!r} already exists") from exc
 
     def _device(self, where: str, value: str) -> Device | None:
-        rows = self._rows(f"SELECT device_id, lot_id, created_at, revoked_at FROM devices WHERE {where}=?", (value,))  # nosec B608: `where` is one of two column names fixed in this class
+        # bandit B608: `where` is one of two column names fixed in this class, never input.
+        sql = f"SELECT device_id, lot_id, created_at, revoked_at FROM devices WHERE {where}=?"  # nosec B608
+        rows = self._rows(sql, (value,))
         return _device_from_row(rows[0]) if rows else None
 
     def get_device(self, device_id: str) -> Device | None:
@@ -359,7 +361,7 @@ def _insert_readings(conn: sqlite3.Connection, readings: Sequence[Reading], rece
     for i in clashes:
         r = readings[i]
         row = conn.execute(
-            f"SELECT {_READING_COLUMNS} FROM readings WHERE lot_id=? AND observed_at=? AND device_id=?",  # nosec B608: fixed column list
+            _SELECT_ONE,
             (r.lot_id, utc_iso(r.observed_at), r.device_id),
         ).fetchone()
         outcome, conflict = classify_batch([r], {r.key: reading_from_row(*row)})
