@@ -49,6 +49,7 @@ demo: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/bandit -q -c pyproject.toml -r .
 
 benchmarks: $(STAMP)
 	$(BIN)/python benchmarks/ingest.py

@@ -1,10 +1,12 @@
 """Ingestion throughput and latency against the real server on loopback.
 
     .venv/bin/python benchmarks/ingest.py [--workers 1] [--single 6000] [--batches 600] [--concurrency 16]
+                                          [--forecast none|quick|MODEL_DIR]
 
 Starts `parkcast serve` on a free port over a fresh SQLite file, then drives it with a
 small asyncio HTTP/1.1 keep-alive client (cheap enough to leave the server most of the CPU)
-and prints readings/s and per-request p50/p99 for single and batched POSTs.
+and prints readings/s and per-request p50/p99 for single and batched POSTs, the machine it ran
+on, and whether a forecast endpoint was wired in (then every POST also waits for a forecast).
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ import argparse
 import asyncio
 import json
 import os
+import platform
+import sqlite3
 import statistics
 import sys
 import tempfile
@@ -68,6 +72,32 @@ def pct(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=100)[int(q) - 1] * 1000
 
 
+def machine() -> str:
+    """What the figures were measured on: they mean little without it (the machine is shared)."""
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor() or "?")
+    mem = next((int(line.split()[1]) / 2**20 for line in Path("/proc/meminfo").read_text().splitlines()
+                if line.startswith("MemTotal")), 0.0)
+    usable = len(os.sched_getaffinity(0))
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    return (f"{platform.system()} {platform.machine()}, {cpu}, {usable} usable of {os.cpu_count()} cores, "
+            f"{mem:.0f} GiB, Python {platform.python_version()}, SQLite {sqlite3.sqlite_version}, load {load}")
+
+
+def start_endpoint(sup: Supervisor, model: str, tmp: str) -> str:
+    """The forecast endpoint (serving app) on loopback; `quick` trains a one-epoch TFT package first."""
+    if model == "quick":
+        from benchmarks.serving import quick_package
+
+        model = str(quick_package(Path(tmp) / "package"))
+    port = free_port()
+    proc = sup.start("endpoint", [sys.executable, "-m", "parkcast.cli", "serve-model", "--model", model,
+                                  "--host", "127.0.0.1", "--port", str(port)])
+    url = f"http://127.0.0.1:{port}"
+    wait_http(f"{url}/ping", timeout=120, proc=proc)
+    return url
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--workers", type=int, default=1)
@@ -75,6 +105,9 @@ def main() -> None:
     ap.add_argument("--batches", type=int, default=600, help="POSTs of --batch-size readings")
     ap.add_argument("--batch-size", type=int, default=100)
     ap.add_argument("--concurrency", type=int, default=16)
+    ap.add_argument("--forecast", default="none", metavar="none|quick|MODEL_DIR",
+                    help="wire a forecast endpoint in (every POST then asks it for a forecast): none (default), "
+                         "quick (train a one-epoch TFT package first) or a model package folder")
     args = ap.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -83,15 +116,19 @@ def main() -> None:
         device, key = register_device(store, "BENCH", "bench-cam")
         store.close()
 
-        port = free_port()
         sup = Supervisor()
-        env = {**os.environ, "PARKCAST_DATA_DIR": tmp}
-        proc = sup.start(
-            "api",
-            [sys.executable, "-m", "parkcast.cli", "serve", "--port", str(port), "--workers", str(args.workers)],
-            env,
-        )
+        # One device sends everything: the per-device rate limit is off for this benchmark.
+        env = {**os.environ, "PARKCAST_DATA_DIR": tmp, "PARKCAST_RATE_LIMIT_PER_DEVICE": "0"}
         try:
+            if args.forecast != "none":
+                env.update(PARKCAST_PREDICTOR="http", PARKCAST_PREDICTOR_URL=start_endpoint(sup, args.forecast, tmp))
+            port = free_port()
+            proc = sup.start(
+                "api",
+                [sys.executable, "-m", "parkcast.cli", "serve", "--port", str(port),
+                 "--workers", str(args.workers)],
+                env,
+            )
             wait_http(f"http://127.0.0.1:{port}/healthz", proc=proc)
 
             def reading(i: int) -> dict:
@@ -121,8 +158,10 @@ def main() -> None:
         finally:
             sup.stop()
 
-    print(f"\nparkcast ingest benchmark: {os.cpu_count()} cores, {args.workers} worker(s), "
-          f"{args.concurrency} connections, SQLite WAL synchronous=NORMAL")
+    wired = "forecast endpoint WIRED IN (every POST asks it)" if args.forecast != "none" else "no forecast endpoint"
+    print(f"\nparkcast ingest benchmark: {args.workers} worker(s), {args.concurrency} connections, "
+          f"SQLite WAL synchronous=NORMAL, one writer thread with group commit; {wired}")
+    print(f"machine: {machine()}")
     print(f"{'mode':<8} {'per POST':>8} {'readings':>9} {'readings/s':>11} {'p50 ms':>8} {'p99 ms':>8}")
     for mode, size, n, rate, p50, p99 in rows:
         print(f"{mode:<8} {size:>8} {n:>9} {rate:>11,.0f} {p50:>8.2f} {p99:>8.2f}")

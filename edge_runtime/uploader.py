@@ -1,7 +1,9 @@
 """Upload the outbox to the API: batches of up to 100, the device's X-API-Key, exponential
 backoff with full jitter on network errors and 5xx, so a fleet recovering from an outage does
 not stampede the API. A reading the API refuses for good (422, 409) is set aside, one by one,
-so it cannot block the queue; 401/403 keep everything and wait (a key may be reissued)."""
+so it cannot block the queue; 401/403 keep everything and wait (a key may be reissued).
+429 (rate limited) and 503 (store unavailable) keep everything and wait at least what the
+API's Retry-After asks (capped at backoff_max_s), never less than the jittered backoff."""
 
 from __future__ import annotations
 
@@ -25,15 +27,18 @@ class Uploader:
         self.client = httpx.Client(timeout=timeout_s, headers={"X-API-Key": api_key})
         self.base, self.cap = backoff_base_s, backoff_max_s
         self.failures = 0
-        self.random = random.Random(seed)
+        # bandit B311: backoff jitter, not a secret.
+        self.random = random.Random(seed)  # nosec B311
         self.last_success: float | None = None
         self.last_error: str | None = None
+        self.retry_after: float = 0.0  # the API's last Retry-After, seconds
         self.stopping = threading.Event()
         self.wake = threading.Event()
 
     def backoff(self) -> float:
-        """Full jitter: uniform in [0, min(cap, base * 2^failures)]."""
-        return self.random.uniform(0, min(self.cap, self.base * 2 ** min(self.failures, 30)))
+        """Full jitter: uniform in [0, min(cap, base * 2^failures)], but not before Retry-After."""
+        jitter = self.random.uniform(0, min(self.cap, self.base * 2 ** min(self.failures, 30)))
+        return max(jitter, min(self.cap, self.retry_after))
 
     def _post(self, readings: list[dict]) -> httpx.Response:
         return self.client.post(self.url, json={"readings": readings})
@@ -56,7 +61,7 @@ class Uploader:
             return len(ids)
         if response.status_code in (409, 422):
             return self._isolate(items, response)
-        return self._failed(f"HTTP {response.status_code}: {response.text[:200]}")
+        return self._failed(f"HTTP {response.status_code}: {response.text[:200]}", response)
 
     def _isolate(self, items: list[tuple[int, dict]], response: httpx.Response) -> int:
         if len(items) == 1:
@@ -76,12 +81,13 @@ class Uploader:
             elif single.status_code in (409, 422):
                 done += self._isolate([item], single)
             else:
-                return done + self._failed(f"HTTP {single.status_code}")
+                return done + self._failed(f"HTTP {single.status_code}", single)
         return done
 
-    def _failed(self, error: str) -> int:
+    def _failed(self, error: str, response: httpx.Response | None = None) -> int:
         self.failures += 1
         self.last_error = error
+        self.retry_after = _retry_after(response)
         log.warning("upload failed, will retry", extra={"error": error, "failures": self.failures})
         return 0
 
@@ -102,3 +108,11 @@ class Uploader:
     def stop(self) -> None:
         self.stopping.set()
         self.wake.set()
+
+
+def _retry_after(response: httpx.Response | None) -> float:
+    """Seconds from a 429/503 answer's Retry-After (delta-seconds form); 0 when absent or odd."""
+    if response is None or response.status_code not in (429, 503):
+        return 0.0
+    value = response.headers.get("Retry-After", "")
+    return float(value) if value.isascii() and value.isdigit() else 0.0

@@ -22,7 +22,7 @@ def wait_http(url: str, timeout: float = 60.0, proc: subprocess.Popen | None = N
         if proc is not None and proc.poll() is not None:
             raise RuntimeError(f"{proc.args!r} exited with {proc.returncode} before {url} answered")
         try:
-            with urllib.request.urlopen(url, timeout=2):
+            with urllib.request.urlopen(url, timeout=2):  # nosec B310 - loopback URLs this module builds
                 return
         except OSError:
             time.sleep(0.2)
@@ -47,7 +47,7 @@ class Supervisor:
     procs: list[tuple[str, subprocess.Popen]] = field(default_factory=list)
 
     def start(self, name: str, args: list[str], env: dict[str, str] | None = None) -> subprocess.Popen:
-        proc = subprocess.Popen(args, env=env, preexec_fn=_reset_signals)
+        proc = subprocess.Popen(args, env=env, preexec_fn=_reset_signals)  # nosec B603 - our own commands
         self.procs.append((name, proc))
         return proc
 

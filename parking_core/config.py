@@ -22,10 +22,27 @@ class Settings(BaseSettings):
     aws_region: str = "eu-west-2"
     # NORMAL survives a killed process (WAL); FULL also survives power loss at some write cost.
     sqlite_synchronous: Literal["NORMAL", "FULL"] = "NORMAL"
+    # How long the writer waits for a lock another process holds (CLI import, pipeline) before 503.
+    sqlite_busy_timeout_s: float = Field(default=10.0, gt=0)
+    # Cap on the SQLite file in pages (4 KiB each); 0 = no cap. Past it writes answer 503 as on a full disk.
+    sqlite_max_pages: int = Field(default=0, ge=0)
+    # A request that waited this long for its commit gets 503 (its retry is then a duplicate at worst).
+    store_write_timeout_s: float = Field(default=30.0, gt=0)
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8000, ge=0, le=65535)
     # Readings stamped further ahead than this are refused: the device clock is wrong.
     max_clock_skew_s: int = Field(default=300, ge=0)
+    # The API keeps a lot it looked up this long (0 = look it up on every request).
+    lookup_cache_s: float = Field(default=5.0, ge=0)
+    # Abuse limits of the API (parking_core.api.limits). 0 requests/s turns the rate limit off.
+    rate_limit_per_device: float = Field(default=20.0, ge=0, description="POSTs per second per device, average")
+    rate_limit_burst: int = Field(default=60, ge=1, description="POSTs a device may send at once")
+    max_body_bytes: int = Field(default=1 << 20, ge=1024)
+    body_timeout_s: float = Field(default=30.0, gt=0, description="longest wait for the next chunk of a body")
+    max_json_depth: int = Field(default=8, ge=3)
+    max_json_string: int = Field(default=1024, ge=64)
+    # The dashboard's origin when it is served from elsewhere (S3 + CloudFront); the only origin CORS allows.
+    cors_origin: str | None = None
     log_level: str = "INFO"
     registry: Literal["local", "sagemaker"] = "local"
     model_group: str = "parkcast-forecaster"

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, field_validator
 
 CONTRACT_VERSION = "1"
 
@@ -20,20 +20,48 @@ CONTRACT_VERSION = "1"
 OVERCAPACITY_TOLERANCE = 0.10
 
 # Identifiers from real operators contain spaces and dashes ("Broad Street", "Others-CCCPS133").
-_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._:-]{0,63}$")
-
+# Published in the OpenAPI document as is (ECMA and Python read it alike with fullmatch).
+ID_PATTERN = "^[A-Za-z0-9][A-Za-z0-9 ._:-]{0,63}$"
+_ID_RE = re.compile(ID_PATTERN[1:-1])
 
 
 def _check_identifier(value: str) -> str:
-    value = value.strip()
-    if not _ID_PATTERN.match(value):
+    if not _ID_RE.fullmatch(value):
         raise ValueError(
             "must be 1-64 characters: letters, digits, space, '.', '_', ':' or '-', starting with a letter or digit"
         )
     return value
 
 
-Identifier = Annotated[str, AfterValidator(_check_identifier)]
+Identifier = Annotated[
+    str, AfterValidator(_check_identifier), Field(json_schema_extra={"pattern": ID_PATTERN, "maxLength": 64})
+]
+
+# RFC 3339 date-time (what OpenAPI's format "date-time" means): seconds and an offset required.
+_RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d{1,6})?([Zz]|[+-]\d{2}:\d{2})")
+
+
+def _rfc3339_text(value: object) -> object:
+    """Text must be RFC 3339 (parsed here, so strict wire validation gets a datetime)."""
+    if not isinstance(value, str):
+        return value
+    try:
+        if _RFC3339.fullmatch(value):
+            return datetime.fromisoformat(value.upper())
+    except ValueError:
+        pass  # e.g. month 13, second 60
+    raise ValueError("must be an RFC 3339 date-time with seconds and an offset, e.g. 2016-10-04T08:00:00+01:00")
+
+
+WireTime = Annotated[datetime, BeforeValidator(_rfc3339_text)]
+
+
+def _integral(value: object) -> object:
+    # JSON Schema counts 258.0 as an integer; strict validation would not. True stays a boolean.
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+WireInt = Annotated[int, BeforeValidator(_integral)]
 
 
 def _require_aware(value: datetime) -> datetime:
@@ -105,10 +133,10 @@ class Reading(_Model):
 
     lot_id: Identifier
     device_id: Identifier
-    observed_at: datetime
-    capacity: int = Field(gt=0, le=100_000)
-    occupied: int = Field(ge=0)
-    slots: tuple[SlotState, ...] | None = None
+    observed_at: WireTime
+    capacity: WireInt = Field(gt=0, le=100_000)
+    occupied: WireInt = Field(ge=0, le=110_000, description="at most 10% above capacity")
+    slots: tuple[SlotState, ...] | None = Field(default=None, max_length=10_000)
 
     @field_validator("observed_at")
     @classmethod

@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 
-from parking_core.contracts import Device, Lot, PutOutcome, Reading
+from parking_core.contracts import Device, Lot, PutOutcome, Reading, WireTime
 from parking_core.store import ConflictError, Store, hash_api_key
 
 MAX_BATCH = 100
@@ -19,6 +19,7 @@ MAX_RANGE = timedelta(days=62)
 MAX_QUERY_ROWS = 20_000
 
 _readings_adapter = TypeAdapter(list[Reading])
+_time_adapter = TypeAdapter(WireTime)
 
 
 @dataclass
@@ -33,16 +34,20 @@ class ServiceError(Exception):
     status = 400
     code = "bad_request"
 
-    def __init__(self, message: str, fields: Sequence[FieldError] = ()):
+    def __init__(self, message: str, fields: Sequence[FieldError] = (), retry_after_s: int | None = None):
         super().__init__(message)
         self.message = message
         self.fields = list(fields)
+        self.retry_after_s = retry_after_s
 
     def to_dict(self) -> dict[str, Any]:
-        body: dict[str, Any] = {"code": self.code, "message": self.message}
-        if self.fields:
-            body["fields"] = [{"field": f.field, "message": f.message} for f in self.fields]
-        return {"error": body}
+        """The one error shape of every adapter: {"error": {"code", "message", "fields"}}."""
+        fields = [{"field": f.field, "message": f.message} for f in self.fields]
+        return {"error": {"code": self.code, "message": self.message, "fields": fields}}
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {} if self.retry_after_s is None else {"Retry-After": str(self.retry_after_s)}
 
 
 class InvalidInput(ServiceError):
@@ -70,6 +75,27 @@ class Conflict(ServiceError):
     code = "conflict"
 
 
+class PayloadTooLarge(ServiceError):
+    status = 413
+    code = "payload_too_large"
+
+
+class RateLimited(ServiceError):
+    status = 429
+    code = "rate_limited"
+
+
+class Unavailable(ServiceError):
+    """The store cannot serve now; nothing was written. Retry later with the same keys."""
+
+    status = 503
+    code = "unavailable"
+
+
+def unavailable(exc: Exception) -> Unavailable:
+    return Unavailable(str(exc), retry_after_s=1)
+
+
 def _field_path(loc: tuple[Any, ...]) -> str:
     path = ""
     for part in loc:
@@ -92,11 +118,13 @@ MAX_BODY_BYTES = 1 << 20
 
 def parse_json_body(body: bytes | str) -> Any:
     if len(body) > MAX_BODY_BYTES:
-        raise ServiceError(f"body larger than {MAX_BODY_BYTES} bytes")
+        raise PayloadTooLarge(f"body larger than {MAX_BODY_BYTES} bytes", [FieldError("body", "too large")])
     try:
         return json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise InvalidInput(f"body is not JSON: {exc}", [FieldError("body", "not JSON")]) from None
+    except RecursionError:
+        raise InvalidInput("body is JSON nested too deeply", [FieldError("body", "nested too deeply")]) from None
 
 
 def parse_readings_payload(payload: Any) -> list[Reading]:
@@ -119,7 +147,8 @@ def parse_readings_payload(payload: Any) -> list[Reading]:
             f"at most {MAX_BATCH} readings per request", [FieldError("readings", f"{len(items)} > {MAX_BATCH}")]
         )
     try:
-        return _readings_adapter.validate_python(items)
+        # Strict JSON types, as the OpenAPI document states them: "5" is not an integer, 1 not a boolean.
+        return _readings_adapter.validate_json(json.dumps(items), strict=True)
     except ValidationError as exc:
         # A single object was wrapped in a list here: its index 0 means nothing to the caller.
         raise invalid_from_pydantic(exc, prefix or (), drop=1 if prefix is None else 0) from None
@@ -163,15 +192,16 @@ def check_readings(
     lots: dict[str, Lot | None] = {}
     for i, r in enumerate(readings):
         where = "" if single else f"readings[{i}]."
-        if r.lot_id not in lots:
-            lots[r.lot_id] = store.get_lot(r.lot_id)
-        if lots[r.lot_id] is None:
-            raise InvalidInput(f"unknown lot {r.lot_id!r}", [FieldError(f"{where}lot_id", "unknown lot")])
+        # Ownership first: to a device, any lot but its own is forbidden, whether it exists or not.
         if device is not None and (r.lot_id != device.lot_id or r.device_id != device.device_id):
             raise Forbidden(
                 f"device {device.device_id!r} may only write its own readings for lot {device.lot_id!r}",
                 [FieldError(f"{where}lot_id" if r.lot_id != device.lot_id else f"{where}device_id", "not yours")],
             )
+        if r.lot_id not in lots:
+            lots[r.lot_id] = store.get_lot(r.lot_id)
+        if lots[r.lot_id] is None:
+            raise InvalidInput(f"unknown lot {r.lot_id!r}", [FieldError(f"{where}lot_id", "unknown lot")])
         if r.observed_at > now + max_clock_skew:
             raise InvalidInput(
                 f"observed_at {r.observed_at.isoformat()} is in the future (device clock wrong?)",
@@ -253,15 +283,15 @@ def get_lot(store: Store, lot_id: str) -> Lot:
 
 
 def _parse_time(name: str, value: str | None) -> datetime | None:
-    if value is None or value == "":
+    if value is None:
         return None
+    if len(value) > 19 and value[-6] == " ":
+        value = value[:-6] + "+" + value[-5:]  # an unencoded "+01:00" in a URL arrives as " 01:00"
     try:
-        parsed = datetime.fromisoformat(value.strip().replace(" ", "+") if "T" in value else value.strip())
-    except ValueError:
-        raise InvalidInput(f"{name}: not an ISO 8601 time", [FieldError(name, "not an ISO 8601 time")]) from None
-    if parsed.tzinfo is None:
-        raise InvalidInput(f"{name}: needs a UTC offset", [FieldError(name, "needs a UTC offset")])
-    return parsed.astimezone(UTC)
+        return _time_adapter.validate_python(value).astimezone(UTC)
+    except ValidationError:
+        raise InvalidInput(f"{name}: not an RFC 3339 date-time with an offset",
+                           [FieldError(name, "not an RFC 3339 date-time with an offset")]) from None
 
 
 def readings_between(
@@ -275,6 +305,8 @@ def readings_between(
     """Readings of one lot in [start, end); default: the last 24 hours."""
     get_lot(store, lot_id)
     end_t = _parse_time("end", end) or (now or datetime.now(UTC))
+    if end_t.year < 2:
+        raise InvalidInput("end: before 0002-01-01", [FieldError("end", "too early")])
     start_t = _parse_time("start", start) or end_t - timedelta(days=1)
     if start_t >= end_t:
         raise InvalidInput("start must be before end", [FieldError("start", "not before end")])

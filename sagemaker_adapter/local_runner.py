@@ -159,7 +159,8 @@ class LocalRunner:
                     "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[1]),
                                                    os.environ.get("PYTHONPATH", "")])}
         with open(log, "w") as fh:
-            proc = subprocess.run(command, env=full_env, stdout=fh, stderr=subprocess.STDOUT)
+            # bandit B603: the step's command comes from the compiled pipeline definition, not from input.
+            proc = subprocess.run(command, env=full_env, stdout=fh, stderr=subprocess.STDOUT)  # nosec B603
         lines = log.read_text().splitlines()
         if proc.returncode != 0:
             raise StepFailed(f"step {name} exited with {proc.returncode}:\n" + "\n".join(lines[-20:]))

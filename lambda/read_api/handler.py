@@ -10,7 +10,7 @@ app = resolver()
 
 def int_param(name: str) -> int | None:
     value = (app.current_event.query_string_parameters or {}).get(name)
-    if value is not None and not value.isdigit():
+    if value is not None and not (value.isascii() and value.isdigit()):  # "²".isdigit() is True
         raise service.InvalidInput(f"{name} must be an integer", [service.FieldError(name, "not an integer")])
     return int(value) if value else None
 

@@ -1,4 +1,5 @@
-"""The local HTTP API (FastAPI). Routes are thin: parse the request, call parking_core.service."""
+"""The local HTTP API (FastAPI). Routes are thin: parse the request, call parking_core.service.
+What it publishes at /openapi.json is the contract it enforces (parking_core.api.openapi)."""
 
 from __future__ import annotations
 
@@ -8,38 +9,84 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI, Header, Query, Request
+from fastapi import FastAPI, Query, Request, Security
+from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.security import APIKeyHeader
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from parking_core import service
+from parking_core.api import limits
+from parking_core.api.openapi import (
+    COMMON,
+    READINGS_BODY,
+    IngestAnswer,
+    LotSummary,
+    ReadingsPage,
+    add_to_openapi,
+    errors,
+)
 from parking_core.config import Settings, get_settings
+from parking_core.contracts import ID_PATTERN, Forecast
 from parking_core.prediction import ingest_and_forecast
 from parking_core.predictor import Predictor, open_predictor
-from parking_core.store import Store, open_store
+from parking_core.store import Store, StoreUnavailable, open_store
+from parking_core.store.cache import CachedLookups
 
 log = logging.getLogger("parkcast.api")
+
+_api_key = APIKeyHeader(name="X-API-Key", auto_error=False, description="the device's key (parkcast device add)")
+LotId = PathParam(pattern=ID_PATTERN, max_length=64, description="lot identifier")
+_HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 408: "request_timeout", 413: "payload_too_large"}
+
+
+def error_response(error: service.ServiceError) -> JSONResponse:
+    return JSONResponse(error.to_dict(), status_code=error.status, headers=error.headers)
+
 
 def create_app(settings: Settings | None = None, store: Store | None = None,
                predictor: Predictor | None = None) -> FastAPI:
     settings = settings or get_settings()
     store = store or open_store(settings)
+    if settings.lookup_cache_s > 0:
+        store = CachedLookups(store, settings.lookup_cache_s)
     skew = timedelta(seconds=settings.max_clock_skew_s)
     predictor = predictor if predictor is not None else open_predictor(settings)
+    limiter = limits.DeviceRateLimiter(settings.rate_limit_per_device, settings.rate_limit_burst)
+    json_limits = limits.JsonLimits(settings.max_json_depth, settings.max_json_string)
 
     app = FastAPI(
         title="parkcast API",
         version="1",
-        description="Ingestion and read API of parkcast. Devices authenticate with X-API-Key.",
+        description=(
+            "Ingestion and read API of parkcast. Devices authenticate with X-API-Key. Every error answers "
+            '{"error": {"code", "message", "fields"}}. Beyond what this document can state: a reading\'s '
+            "occupied may be at most 10% above its capacity, its slots must agree with occupied, and its "
+            f"observed_at may be at most {settings.max_clock_skew_s} s in the future (422 otherwise)."
+        ),
     )
     app.state.store = store
     app.state.settings = settings
+    limits.install(app, settings)
 
     @app.exception_handler(service.ServiceError)
     async def _service_error(_: Request, exc: service.ServiceError) -> JSONResponse:
-        return JSONResponse(exc.to_dict(), status_code=exc.status)
+        return error_response(exc)
+
+    @app.exception_handler(StoreUnavailable)
+    async def _store_unavailable(_: Request, exc: StoreUnavailable) -> JSONResponse:
+        log.warning("store unavailable: %s", exc)
+        return error_response(service.unavailable(exc))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        error = service.ServiceError(str(exc.detail))
+        error.status, error.code = exc.status_code, _HTTP_CODES.get(exc.status_code, "http_error")
+        return JSONResponse(error.to_dict(), status_code=exc.status_code, headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def _request_error(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -47,7 +94,7 @@ def create_app(settings: Settings | None = None, store: Store | None = None,
             service.FieldError(".".join(str(p) for p in e["loc"][1:]) or str(e["loc"][0]), e["msg"])
             for e in exc.errors()
         ]
-        return JSONResponse(service.InvalidInput("invalid request", fields).to_dict(), status_code=422)
+        return error_response(service.InvalidInput("invalid request", fields))
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:
@@ -57,34 +104,34 @@ def create_app(settings: Settings | None = None, store: Store | None = None,
         "/v1/readings",
         status_code=201,
         summary="Store one reading or a batch of up to 100",
-        openapi_extra={
-            "requestBody": {
-                "required": True,
-                "content": {
-                    "application/json": {
-                        "schema": {
-                            "oneOf": [
-                                {"$ref": "#/components/schemas/Reading"},
-                                {"$ref": "#/components/schemas/ReadingBatch"},
-                            ]
-                        }
-                    }
-                },
-            }
-        },
+        description="201 when at least one reading was new, 200 when all were already stored (a retry).",
+        openapi_extra=READINGS_BODY,
+        response_model=None,
+        responses={200: {"model": IngestAnswer, "description": "all duplicates"},
+                   201: {"model": IngestAnswer, "description": "stored"},
+                   **errors(401, 403, 409, 422, 429, *COMMON)},
     )
-    async def post_readings(request: Request, x_api_key: str | None = Header(default=None)) -> JSONResponse:
-        device = service.authenticate(store, x_api_key)
-        payload = service.parse_json_body(await request.body())
-        # Sync work (SQLite, the endpoint call) off the event loop.
-        result, answer = await run_in_threadpool(ingest_and_forecast, store, predictor, payload, device, skew)
+    async def post_readings(request: Request, x_api_key: str | None = Security(_api_key)) -> JSONResponse:
+        body = await request.body()
+
+        def ingest():
+            device = service.authenticate(store, x_api_key)
+            limiter.check(device.device_id)
+            payload = json_limits.parse(body)
+            return ingest_and_forecast(store, predictor, payload, device, skew)
+
+        # Sync work (SQLite, the endpoint call) off the event loop, in one hop.
+        result, answer = await run_in_threadpool(ingest)
         return JSONResponse(answer, status_code=201 if result.created else 200)
 
-    @app.get("/v1/lots", summary="Every lot with its latest reading (and, on request, its recent trend)")
-    async def get_lots(trend_hours: int = Query(default=0, description="hours of history per lot, 0..168")):
+    @app.get("/v1/lots", summary="Every lot with its latest reading (and, on request, its recent trend)",
+             response_model=None, responses={200: {"model": list[LotSummary]}, **errors(422, *COMMON)})
+    async def get_lots(trend_hours: int = Query(default=0, ge=0, le=service.MAX_TREND_HOURS,
+                                                description="hours of history per lot")):
         return await run_in_threadpool(service.list_lots, store, trend_hours)
 
-    @app.get("/v1/status", summary="Last pipeline run, last drift decision, model versions")
+    @app.get("/v1/status", summary="Last pipeline run, last drift decision, model versions",
+             responses=errors(*COMMON))
     async def get_status() -> dict[str, Any]:
         from parking_core.status import system_status
 
@@ -99,51 +146,62 @@ def create_app(settings: Settings | None = None, store: Store | None = None,
 
         return open_registry(settings), ObjectStore(settings.objects_url)
 
-    @app.get("/v1/lots/{lot_id}", summary="One lot with its latest reading")
-    async def get_lot(lot_id: str) -> dict[str, Any]:
+    @app.get("/v1/lots/{lot_id}", summary="One lot with its latest reading", response_model=None,
+             responses={200: {"model": LotSummary}, **errors(404, 422, *COMMON)})
+    async def get_lot(lot_id: str = LotId) -> dict[str, Any]:
         return service.lot_summary(store, service.get_lot(store, lot_id))
 
-    @app.get("/v1/lots/{lot_id}/forecast", summary="The latest forecast of one lot")
-    async def get_forecast(lot_id: str) -> dict[str, Any]:
+    @app.get("/v1/lots/{lot_id}/forecast", summary="The latest forecast of one lot", response_model=None,
+             responses={200: {"model": Forecast}, **errors(404, 422, *COMMON)})
+    async def get_forecast(lot_id: str = LotId) -> dict[str, Any]:
         return service.latest_forecast(store, lot_id)
 
-    @app.get("/v1/lots/{lot_id}/readings", summary="Readings of one lot in [start, end)")
+    @app.get("/v1/lots/{lot_id}/readings", summary="Readings of one lot in [start, end)", response_model=None,
+             responses={200: {"model": ReadingsPage}, **errors(404, 422, *COMMON)})
     async def get_readings(
-        lot_id: str,
-        start: str | None = Query(default=None, description="ISO 8601 with offset; default end - 24 h"),
-        end: str | None = Query(default=None, description="ISO 8601 with offset; default now"),
-        limit: int | None = Query(default=None, description=f"at most {service.MAX_QUERY_ROWS}"),
+        lot_id: str = LotId,
+        start: str | None = Query(default=None, description="RFC 3339 with offset; default end - 24 h",
+                                  json_schema_extra={"format": "date-time"}),
+        end: str | None = Query(default=None, description="RFC 3339 with offset; default now",
+                                json_schema_extra={"format": "date-time"}),
+        limit: int | None = Query(default=None, ge=1, le=service.MAX_QUERY_ROWS),
     ) -> dict[str, Any]:
         return service.readings_page(store, lot_id, start, end, limit)
 
-    _add_schemas(app)
+    add_to_openapi(app)
     web = web_dir(settings)
     if web is not None:
         # Last: API routes win; everything else is the dashboard's static files.
-        app.mount("/", StaticFiles(directory=web, html=True), name="web")
+        app.mount("/", WebFiles(app, directory=web, html=True), name="web")
     return app
+
+
+class WebFiles(StaticFiles):
+    """The dashboard's files at /. A path of the API never falls through to them: a wrong method
+    answers 405 with Allow, an unknown /v1 path 404, both in the error shape."""
+
+    def __init__(self, app: FastAPI, **kwargs: Any):
+        super().__init__(**kwargs)
+        self._api = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "http":
+            for route in self._api.router.routes:
+                if route is not None and getattr(route, "app", None) is self:
+                    continue
+                match, _ = route.matches(scope)
+                if match == Match.PARTIAL and getattr(route, "methods", None):
+                    allow = ", ".join(sorted(route.methods))
+                    error = service.ServiceError("method not allowed")
+                    error.status, error.code = 405, "method_not_allowed"
+                    await JSONResponse(error.to_dict(), 405, headers={"Allow": allow})(scope, receive, send)
+                    return
+            if scope["path"] == "/v1" or scope["path"].startswith("/v1/"):
+                await error_response(service.NotFound("no such route"))(scope, receive, send)
+                return
+        await super().__call__(scope, receive, send)
 
 
 def web_dir(settings: Settings) -> Path | None:
     path = Path(settings.web_dir) if settings.web_dir else Path(__file__).resolve().parents[2] / "web"
     return path if (path / "index.html").exists() else None
-
-
-def _add_schemas(app: FastAPI) -> None:
-    """Publish the reading contract in OpenAPI although the route parses the body itself."""
-    from parking_core.contracts import ReadingBatch
-
-    original = app.openapi
-
-    def openapi() -> dict[str, Any]:
-        if app.openapi_schema:
-            return app.openapi_schema
-        schema = original()
-        defs = ReadingBatch.model_json_schema(ref_template="#/components/schemas/{model}")
-        components = schema.setdefault("components", {}).setdefault("schemas", {})
-        components.update(defs.pop("$defs", {}))
-        components["ReadingBatch"] = defs
-        app.openapi_schema = schema
-        return schema
-
-    app.openapi = openapi  # type: ignore[method-assign]

@@ -269,7 +269,8 @@ def _fit(architecture: str, training, validation, cfg: TrainConfig, progress: bo
         if checkpoint is None:
             trainer.save_checkpoint(path)
         best = type(model).load_from_checkpoint(path)
-        kept_epochs = torch.load(path, map_location="cpu", weights_only=False)["epoch"] + (1 if checkpoint else 0)
+        # bandit B614: the checkpoint was written by this process, into its own temporary folder, just above.
+        kept_epochs = torch.load(path, map_location="cpu", weights_only=False)["epoch"]  # nosec B614 + (1 if checkpoint else 0)
         checkpoint_bytes = path.read_bytes()
     best.eval()
     return best, kept_epochs, checkpoint_bytes

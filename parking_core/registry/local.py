@@ -108,9 +108,9 @@ class LocalModelRegistry(ProductionPointerMixin):
     def _set_json(self, column: str, group: str, version: int, value: dict) -> None:
         self.get(group, version)
         with self._conn() as conn:
-            conn.execute(
-                f"UPDATE versions SET {column}=? WHERE grp=? AND version=?", (json.dumps(value), group, version)
-            )
+            # bandit B608: `column` is a name fixed by this class's own callers, never input.
+            sql = f"UPDATE versions SET {column}=? WHERE grp=? AND version=?"  # nosec B608
+            conn.execute(sql, (json.dumps(value), group, version))
 
     def attach_evaluation(self, group: str, version: int, report: dict) -> None:
         self._set_json("evaluation", group, version, report)

@@ -11,6 +11,7 @@ from parking_core.store.port import (
     ReadingStore,
     Store,
     StoreError,
+    StoreUnavailable,
     hash_api_key,
     new_api_key,
 )
@@ -23,6 +24,7 @@ __all__ = [
     "ReadingStore",
     "Store",
     "StoreError",
+    "StoreUnavailable",
     "hash_api_key",
     "new_api_key",
     "open_store",
@@ -36,4 +38,6 @@ def open_store(settings: Settings) -> Store:
         return DynamoDBStore(table_prefix=settings.dynamodb_table_prefix, region=settings.aws_region)
     from parking_core.store.sqlite import SQLiteStore
 
-    return SQLiteStore(settings.sqlite_path, synchronous=settings.sqlite_synchronous)
+    return SQLiteStore(settings.sqlite_path, synchronous=settings.sqlite_synchronous,
+                       busy_timeout_s=settings.sqlite_busy_timeout_s, max_pages=settings.sqlite_max_pages,
+                       write_timeout_s=settings.store_write_timeout_s)

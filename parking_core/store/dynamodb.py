@@ -319,7 +319,8 @@ class DynamoDBStore:
         except self.client.exceptions.ConditionalCheckFailedException as exc:
             raise NotFoundError(f"no device {device_id!r}") from exc
         device = self.get_device(device_id)
-        assert device is not None
+        if device is None:  # removed between the update and the read
+            raise NotFoundError(f"no device {device_id!r}")
         return device
 
     def device_for_key_hash(self, key_hash: str) -> Device | None:

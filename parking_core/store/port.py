@@ -30,6 +30,11 @@ class NotFoundError(StoreError):
     pass
 
 
+class StoreUnavailable(StoreError):
+    """The store cannot serve now (disk full, read-only, locked elsewhere, throttled); nothing was
+    written by the failed call. Adapters answer 503: the caller retries later with the same keys."""
+
+
 class DeviceExistsError(StoreError):
     pass
 

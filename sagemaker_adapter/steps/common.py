@@ -21,7 +21,7 @@ def processing_args(description: str, extra=lambda parser: None, argv=None) -> a
     parser.add_argument("--run-id", default="")
     parser.add_argument("--asset", required=True, help="the asset this step materializes (names its value file)")
     parser.add_argument("--publish", action="append", default=[], help="object-store prefix the step writes")
-    extra(parser)
+    extra(parser)  # nosec B610 - bandit takes this callback named `extra` for Django's QuerySet.extra
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     return parser.parse_args(argv)
 

@@ -1,0 +1,81 @@
+"""The SQLite adapter's one-writer group commit: concurrent requests share transactions but
+never each other's failures, and storage faults are StoreUnavailable with nothing written."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from conftest import make_lot, make_reading
+
+from parking_core.store import ConflictError, StoreUnavailable
+from parking_core.store.sqlite import SQLiteStore
+
+
+def keys_stored(path) -> list[tuple]:
+    with sqlite3.connect(path) as conn:
+        return conn.execute(
+            "SELECT lot_id, device_id, observed_at, COUNT(*) FROM readings GROUP BY 1, 2, 3"
+        ).fetchall()
+
+
+def test_concurrent_requests_are_isolated_inside_one_group(tmp_path):
+    store = SQLiteStore(tmp_path / "s.sqlite3")
+    store.put_lot(make_lot("LOT-A"))
+    store.put_readings([make_reading(0, occupied=10)])
+    # 40 batches from 8 threads; batch 7 reuses key 0 with other values and must fail alone.
+    batches = [[make_reading(1 + 3 * b + k) for k in range(3)] for b in range(40)]
+    batches[7] = [make_reading(500), make_reading(0, occupied=11)]
+    barrier = threading.Barrier(8)
+
+    def put(batch):
+        if batches.index(batch) < 8:
+            barrier.wait()  # start together so the writer joins them into groups
+        return store.put_readings(batch)
+
+    with ThreadPoolExecutor(8) as pool:
+        futures = [pool.submit(put, b) for b in batches]
+    for i, future in enumerate(futures):
+        if i == 7:
+            assert isinstance(future.exception(), ConflictError)
+        else:
+            assert future.result() == ["created"] * 3
+    stored = keys_stored(store.path)
+    assert len(stored) == 1 + 39 * 3 and {n for *_, n in stored} == {1}
+    assert store.latest_reading("LOT-A").occupied == 10 and store.count_readings() == 1 + 39 * 3
+    store.close()
+
+
+def test_full_file_is_unavailable_and_writes_nothing(tmp_path):
+    path = tmp_path / "s.sqlite3"
+    SQLiteStore(path).put_lot(make_lot("LOT-A"))
+    pages = sqlite3.connect(path).execute("PRAGMA page_count").fetchone()[0]
+    store = SQLiteStore(path, max_pages=pages + 2)
+    stored = 0
+    with pytest.raises(StoreUnavailable):
+        for b in range(100):
+            store.put_readings([make_reading(100 * b + k, slots=None) for k in range(100)])
+            stored += 100
+    assert store.count_readings() == stored  # the batch that hit the cap left no row behind
+    assert sqlite3.connect(path).execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    store.close()
+    # The operator raises the cap (or frees the disk): the same file takes writes again.
+    bigger = SQLiteStore(path)
+    assert bigger.put_readings([make_reading(10**6)]) == ["created"]
+    bigger.close()
+
+
+def test_lock_held_elsewhere_is_unavailable_then_recovers(tmp_path):
+    store = SQLiteStore(tmp_path / "s.sqlite3", busy_timeout_s=0.2)
+    store.put_lot(make_lot("LOT-A"))
+    other = sqlite3.connect(store.path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+    with pytest.raises(StoreUnavailable):
+        store.put_readings([make_reading(0)])
+    assert store.count_readings() == 0  # reads go on meanwhile
+    other.execute("ROLLBACK")
+    assert store.put_readings([make_reading(0)]) == ["created"]
+    other.close()
+    store.close()
