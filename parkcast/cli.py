@@ -483,14 +483,16 @@ def replay(api_url: str, sample: Path, speed: float, camera: Path | None) -> Non
     Run by `parkcast demo`, which imports the moved history and creates the devices first."""
     import signal
 
-    from parkcast.replay import Replayer, replay_dir
+    from parkcast.replay import Replayer
 
-    settings = get_settings()
-    weeks = json.loads((replay_dir(settings) / "shift.json").read_text())["weeks"]
     stopping: list[int] = []
     signal.signal(signal.SIGTERM, lambda *_: stopping.append(1))
     logging.getLogger("parkcast.replay").setLevel(logging.INFO)
-    Replayer(settings, api_url, sample, weeks, speed, camera).run(stop=lambda: bool(stopping))
+    try:
+        replayer = Replayer(get_settings(), api_url, sample, speed, camera)
+    except (FileNotFoundError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    replayer.run(stop=lambda: bool(stopping))
 
 
 if __name__ == "__main__":

@@ -98,7 +98,7 @@ def prepare_replay(settings: Settings, store: Store, sample: Path, today: date) 
         if lot.lot_id in local_times and lot.opens_at is None:
             opens, closes = opening_hours(local_times[lot.lot_id], lot.grid_step_minutes)
             store.put_lot(lot.model_copy(update={"opens_at": opens, "closes_at": closes}))
-    if store.get_lot(CAMERA_LOT.lot_id) is None:
+    if store.get_lot(CAMERA_LOT.lot_id) != CAMERA_LOT:  # absent, or from an older demo on another grid
         store.put_lot(CAMERA_LOT)
     lot_ids = sorted(local_times) + [CAMERA_LOT.lot_id]
     device_keys(settings, store, lot_ids)

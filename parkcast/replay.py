@@ -4,12 +4,13 @@ Mapping (documented in the README):
 - History: the Birmingham sample (Oct-Dec 2016) is moved by a whole number of weeks, in local wall
   time, so its last day lands on the same weekday within the week before today: weekdays and times
   of day line up with the present. The store holds the moved readings; the CSV is untouched.
-- After the history, the sample's last week repeats (moved one more week each time), so there is a
-  reading for every half hour the car parks report, up to now and on into the future.
+- After the history, each date replays the latest full day of the sample with the same weekday
+  (per car park), so there is a reading for every half hour the car parks report, up to now and on.
 - The camera lot `pucpr` plays a day: the PKLot frames are ordered by their capture time of day
   (the file names are timestamps; the frames come from several days) and the scene the edge camera
   sees at a local time of day is the last frame captured at or before that time of day; before the
   first capture and from NIGHT_FROM on the car park is at its emptiest (the first frame of the day).
+  Times of day are the lot's local time, which is the Birmingham car parks' (see CAMERA_LOT).
 - The replay clock follows the wall clock; `--speed N` runs it N times faster from the moment the
   replay starts (each reading is then stamped when it is posted, so the dashboard moves N times
   faster and the time of day no longer matches the data).
@@ -47,8 +48,10 @@ log = logging.getLogger("parkcast.replay")
 REPO = Path(__file__).resolve().parent.parent
 PKLOT = REPO / "data" / "sample" / "slots" / "pklot_pucpr_frames"
 PKLOT_SLOT_MAP = PKLOT / "labeled" / "2012-09-11_15_16_58.xml"
+# PUCPR is in Curitiba, but one model serves one grid (timezone, step): the demo's camera lot plays
+# its day on the Birmingham car parks' clock, so the pipeline trains on every lot together.
 CAMERA_LOT = Lot(lot_id="pucpr", name="PKLot PUCPR (edge camera replay)", capacity=100,
-                 timezone="America/Sao_Paulo")
+                 timezone=BIRMINGHAM_TIMEZONE)
 CAMERA_DEVICE = "pi-pucpr-demo"
 NIGHT_FROM = clock(18, 0)  # the camera car park empties for the night (no frame of PKLot is later than 15:16)
 CAMERA_HISTORY_DAYS = 8  # the forecaster wants a week of observed days before it answers for a lot
@@ -93,43 +96,46 @@ def opening_hours(local_times: list[datetime], step_minutes: int) -> tuple[str, 
     return f"{first // 60:02d}:{first % 60:02d}", f"{last // 60:02d}:{last % 60:02d}"
 
 
-# -- the sample's last week, repeated ------------------------------------------------------
+# -- the sample's last weeks, repeated ----------------------------------------------------
+
+
+FULL_DAY = 12  # readings a template day needs (a full Birmingham day has 18)
 
 
 @dataclass(frozen=True)
-class LoopedWeek:
-    """Per lot, the local wall times (and counts) of the sample's last seven days; `after` yields
-    that week repeated after the moved history, one more week each round."""
+class TemplateWeek:
+    """Per lot and weekday, the latest full day of the sample (local wall times and counts); `after`
+    repeats it on every later date with that weekday, so gaps in the sample's last week (a weekend,
+    a lot offline for a day) do not become gaps in the present."""
 
     zone: ZoneInfo
-    weeks: int  # the history's shift
-    rows: dict[str, list[tuple[datetime, int, int]]]  # lot -> (local naive time, capacity, occupied)
+    days: dict[str, dict[int, tuple[date, list[tuple[datetime, int, int]]]]]  # lot -> weekday -> (date, rows)
 
     @classmethod
-    def load(cls, sample: Path, weeks: int, timezone: str = BIRMINGHAM_TIMEZONE) -> LoopedWeek:
-        readings = [r for _, r in read_readings(sample, BIRMINGHAM, timezone, "replay") if isinstance(r, Reading)]
+    def load(cls, sample: Path, timezone: str = BIRMINGHAM_TIMEZONE) -> TemplateWeek:
         zone = ZoneInfo(timezone)
-        last_day = max(r.observed_at.astimezone(zone).date() for r in readings)
-        rows: dict[str, list[tuple[datetime, int, int]]] = {}
-        for r in sorted(readings, key=lambda r: r.observed_at):
-            local = r.observed_at.astimezone(zone).replace(tzinfo=None)
-            if (last_day - local.date()).days < 7:
-                rows.setdefault(r.lot_id, []).append((local, r.capacity, r.occupied))
-        return cls(zone, weeks, rows)
+        by_day: dict[tuple[str, date], list[tuple[datetime, int, int]]] = {}
+        for _, r in read_readings(sample, BIRMINGHAM, timezone, "replay"):
+            if isinstance(r, Reading):
+                local = r.observed_at.astimezone(zone).replace(tzinfo=None)
+                by_day.setdefault((r.lot_id, local.date()), []).append((local, r.capacity, r.occupied))
+        days: dict[str, dict[int, tuple[date, list]]] = {}
+        for (lot_id, day), rows in sorted(by_day.items(), key=lambda kv: (len(kv[1]) >= FULL_DAY, kv[0][1])):
+            days.setdefault(lot_id, {})[day.weekday()] = (day, sorted(rows))  # the latest full day wins
+        return cls(zone, days)
 
     def after(self, lot_id: str, start: datetime, end: datetime) -> Iterator[tuple[datetime, int, int]]:
-        """(UTC time, capacity, occupied) in (start, end] of the week repeated past the history."""
-        rows = self.rows.get(lot_id, [])
-        if not rows:
-            return
-        for round_ in range(1, 100_000):
-            shift = timedelta(weeks=self.weeks + round_)
-            if _utc(rows[0][0] + shift, self.zone) > end:
-                return
-            for local, capacity, occupied in rows:
-                when = _utc(local + shift, self.zone)
-                if start < when <= end:
-                    yield when, capacity, occupied
+        """(UTC time, capacity, occupied) in (start, end], each date a copy of its weekday's template."""
+        templates = self.days.get(lot_id, {})
+        day, last = start.astimezone(self.zone).date(), end.astimezone(self.zone).date()
+        while day <= last:
+            if day.weekday() in templates:
+                template, rows = templates[day.weekday()]
+                for local, capacity, occupied in rows:
+                    when = _utc(local + (day - template), self.zone)
+                    if start < when <= end:
+                        yield when, capacity, occupied
+            day += timedelta(days=1)
 
 
 def _utc(local: datetime, zone: ZoneInfo) -> datetime:
@@ -208,13 +214,16 @@ def device_keys(settings: Settings, store: Store, lot_ids: list[str]) -> dict[st
 
 
 class Replayer:
-    def __init__(self, settings: Settings, api_url: str, sample: Path, weeks: int, speed: float = 1.0,
+    def __init__(self, settings: Settings, api_url: str, sample: Path, speed: float = 1.0,
                  camera_frames: Path | None = None):
         if speed <= 0:
             raise ValueError("speed must be > 0")
         self.settings, self.api, self.speed = settings, api_url.rstrip("/"), speed
-        self.week = LoopedWeek.load(sample, weeks)
-        self.devices = json.loads((replay_dir(settings) / "devices.json").read_text())
+        self.week = TemplateWeek.load(sample)
+        devices = replay_dir(settings) / "devices.json"
+        if not devices.exists():
+            raise FileNotFoundError(f"{devices}: no replay devices (`parkcast demo` creates them)")
+        self.devices = json.loads(devices.read_text())
         self.camera = CameraDay.load() if camera_frames is not None else None
         self.camera_frames = camera_frames
         self.client = httpx.Client(timeout=120)

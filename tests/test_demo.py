@@ -138,10 +138,10 @@ def test_a_person_runs_the_demo(tmp_path):
     deadline = time.monotonic() + 15
     while alive(family) and time.monotonic() < deadline:
         time.sleep(0.5)
-    left = alive(family)
+    left = {pid: psutil.Process(pid).cmdline() for pid in alive(family)}
     for pid in left:
         os.kill(pid, signal.SIGKILL)
-    assert not left, f"still running after Ctrl-C: {[psutil.Process(p).cmdline() for p in left]}"
+    assert not left, f"still running after Ctrl-C: {left}"
     with pytest.raises(httpx.TransportError):
         httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
     # The keys of the replay's devices are kept private in the data folder.
