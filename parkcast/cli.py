@@ -482,17 +482,19 @@ def replay(api_url: str, sample: Path, speed: float, camera: Path | None) -> Non
 
     Run by `parkcast demo`, which imports the moved history and creates the devices first."""
     import signal
+    import threading
 
     from parkcast.replay import Replayer
 
-    stopping: list[int] = []
-    signal.signal(signal.SIGTERM, lambda *_: stopping.append(1))
+    stopping = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stopping.set())
     logging.getLogger("parkcast.replay").setLevel(logging.INFO)
     try:
         replayer = Replayer(get_settings(), api_url, sample, speed, camera)
     except (FileNotFoundError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
-    replayer.run(stop=lambda: bool(stopping))
+    replayer.run(stopping)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import sys
 import threading
 import time
@@ -38,7 +39,10 @@ from parking_core.devices import register_device
 from parking_core.store import Store, open_store
 
 REPO = Path(__file__).resolve().parent.parent
-PIPELINE_ESTIMATE_S = 90.0  # the quick pipeline on 2 cores; later runs use the last run's time
+PIPELINE_ESTIMATE_S = 60.0  # the quick pipeline on 2 cores; later runs use the last run's time
+STEP_LABELS = {"forecaster": "training the forecaster", "drift_check": "drift check",
+               "model_evaluation": "evaluating the new version", "registered_model": "registering the version",
+               "consolidated_dataset": "consolidating the dataset"}
 
 
 def say(line: str) -> None:
@@ -103,7 +107,7 @@ def prepare_replay(settings: Settings, store: Store, sample: Path, today: date) 
     lot_ids = sorted(local_times) + [CAMERA_LOT.lot_id]
     device_keys(settings, store, lot_ids)
     return {"weeks": weeks, "last_day": last_day + timedelta(weeks=weeks), "lots": len(local_times),
-            "accepted": report.accepted, "rows": len(readings)}
+            "accepted": report.accepted, "rows": report.accepted + report.duplicates}
 
 
 def edge_config(settings: Settings, api_url: str) -> Path:
@@ -195,21 +199,25 @@ def run_pipeline_with_progress(settings: Settings, log_file: Path):
 
     with output_to(log_file) as terminal:
         instance = dagster_instance(settings)
-        worker = threading.Thread(target=work, name="pipeline")
+        worker = threading.Thread(target=work, name="pipeline", daemon=True)  # Ctrl-C does not wait for it
         worker.start()
+        tty = terminal.isatty()
         bar = tqdm(total=round(estimate), file=terminal, desc="  pipeline (quick model)", unit="s",
-                   bar_format="{desc:<44} {bar:24} {elapsed}<{remaining}", mininterval=0.5 if terminal.isatty()
-                   else 10, dynamic_ncols=False)
+                   bar_format="{desc:<44} {bar:24} {elapsed}<{remaining}", dynamic_ncols=False)
+        shown = None
         while worker.is_alive():
             worker.join(timeout=1.0)
             try:
                 step = _current_step(instance, start)
             except Exception:  # noqa: BLE001 - the bar is a nicety; the run goes on
                 step = None
-            if step:
-                bar.set_description_str(f"  pipeline: {step.replace('_', ' ')}", refresh=False)
             bar.n = min(time.time() - start, estimate * 0.99)
-            bar.refresh()
+            if step and step != shown:
+                shown = step
+                bar.set_description_str(f"  pipeline: {STEP_LABELS.get(step, step.replace('_', ' '))}", refresh=False)
+                bar.refresh()
+            elif tty:  # a log or a pipe gets a line per step, not one per second
+                bar.refresh()
         bar.n = bar.total
         bar.set_description_str("  pipeline (quick model)")
         bar.close()
@@ -229,6 +237,9 @@ def run_demo(settings: Settings, host: str, port: int | None, sample: Path, dags
     data = settings.data_dir.resolve()
     logs = data / "logs"
     data.mkdir(parents=True, exist_ok=True)
+    # Ctrl-C, and a SIGTERM from a process manager, stop every child before the demo exits.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     quiet_logging(logs / "demo.log")
     say(f"parkcast demo: data in {data}, every process's log in {logs}/")
     store = open_store(settings)
@@ -284,6 +295,7 @@ def run_demo(settings: Settings, host: str, port: int | None, sample: Path, dags
         if dagster_url:
             wait_http(f"{dagster_url}/server_info", timeout=120, proc=dagster)
         posted = json.loads(health.read_text())["posted"]
+        log_names = ["demo"] + ["pipeline"] * pipeline + [name for name, _ in supervisor.procs]
         say(f"  replay caught up: {posted} reading(s) posted through the API, one device per car park")
         say(
             f"\nparkcast is up\n"
@@ -296,7 +308,7 @@ def run_demo(settings: Settings, host: str, port: int | None, sample: Path, dags
             + f"  replay         Birmingham car parks in the present{f' at {speed:g}x' if speed != 1 else ''}; "
             f"camera lot {CAMERA_LOT.lot_id} by its edge daemon ({CAMERA_DEVICE})\n"
             f"  demo device    {device_id} (lot {lots[0].lot_id}), key in {data}/demo-device.json\n"
-            f"  logs           {logs}/{{demo,pipeline,api,endpoint,dagster,replay,edge}}.log\n"
+            f"  logs           {logs}/{{{','.join(log_names)}}}.log\n"
             f"  stop           Ctrl-C stops everything\n",
         )
         watch_events(settings, supervisor)

@@ -26,7 +26,7 @@ import json
 import logging
 import os
 import shutil
-import time
+import threading
 from bisect import bisect_right
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -308,12 +308,14 @@ class Replayer:
         tmp.write_text(json.dumps(health, indent=1))
         tmp.replace(path)
 
-    def run(self, stop=lambda: False, poll_s: float = 5.0) -> None:
+    def run(self, stopping: threading.Event, poll_s: float = 5.0) -> None:
         self.resume_points()
         caught_up = self.tick()
         log.info("caught up: %d reading(s) posted for %d car park(s)", caught_up, len(self.last))
         self.write_health(True)
-        while not stop():
-            time.sleep(poll_s)
-            if self.tick():
-                self.write_health(True)
+        while not stopping.wait(poll_s):
+            try:
+                if self.tick():
+                    self.write_health(True)
+            except httpx.TransportError as exc:  # the API restarting: an edge retries, so do we
+                log.warning("API unreachable, retrying: %s", exc)
