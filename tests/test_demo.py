@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -45,30 +46,63 @@ def just_opened(lot: dict) -> bool:
     return timedelta(0) <= local - opens < timedelta(hours=1)
 
 
+class Demo:
+    """`parkcast demo` in its own session, as in a terminal (Ctrl-C is SIGINT to the foreground
+    process group); remembers every process it started, to check that none is left."""
+
+    def __init__(self, data: Path, port: int, *args: str):
+        env = {**os.environ, "PARKCAST_DATA_DIR": str(data)}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "parkcast.cli", "demo", "--port", str(port), *args],
+            env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+        )
+        self.lines: list[str] = []
+        self.reader = threading.Thread(target=lambda: self.lines.extend(self.proc.stdout), daemon=True)
+        self.reader.start()
+        self.family = {self.proc.pid}
+
+    def wait_for_summary(self, timeout: float = 300) -> str:
+        deadline = time.monotonic() + timeout
+        while not any(line.startswith("parkcast is up") for line in self.lines):
+            assert self.proc.poll() is None and time.monotonic() < deadline, "".join(self.lines)
+            time.sleep(0.2)
+        time.sleep(1)  # the rest of the summary
+        self.note_children()
+        return "".join(self.lines)
+
+    def note_children(self) -> None:
+        self.family |= {p.pid for p in psutil.Process(self.proc.pid).children(recursive=True)}
+
+    def ctrl_c(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGINT)
+            try:
+                self.proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        self.reader.join(timeout=5)
+
+    def check_all_gone(self) -> None:
+        assert self.proc.returncode == 0, "".join(self.lines)
+        deadline = time.monotonic() + 15
+        while alive(self.family) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        left = {pid: psutil.Process(pid).cmdline() for pid in alive(self.family)}
+        for pid in left:
+            os.kill(pid, signal.SIGKILL)
+        assert not left, f"still running after Ctrl-C: {left}"
+
+
 @pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} not installed")
 def test_a_person_runs_the_demo(tmp_path):
     from playwright.sync_api import sync_playwright
 
     data = tmp_path / "demo"
     port = free_port()
-    env = {**os.environ, "PARKCAST_DATA_DIR": str(data)}
-    # Its own session, as in a terminal: Ctrl-C is SIGINT to the foreground process group.
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "parkcast.cli", "demo", "--port", str(port), "--dagster-port", str(free_port())],
-        env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
-    )
-    lines: list[str] = []
-    reader = threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True)
-    reader.start()
-    family: set[int] = {proc.pid}
+    demo = Demo(data, port, "--dagster-port", str(free_port()))
     try:
-        deadline = time.monotonic() + 300
-        while not any(line.startswith("parkcast is up") for line in lines):
-            assert proc.poll() is None and time.monotonic() < deadline, "".join(lines)
-            time.sleep(0.2)
-        time.sleep(1)  # the rest of the summary
-        out = "".join(lines)
-        family |= {p.pid for p in psutil.Process(proc.pid).children(recursive=True)}
+        out = demo.wait_for_summary()
+        lines = demo.lines
 
         # A quiet terminal: the summary and a few event lines; the full logs are in files.
         assert len(out.splitlines()) < 40, out
@@ -79,7 +113,8 @@ def test_a_person_runs_the_demo(tmp_path):
         for name in ("demo", "pipeline", "api", "endpoint", "dagster", "replay", "edge"):
             assert (logs / f"{name}.log").exists(), name
             assert f"{name}" in out  # named in the summary
-        assert "STEP_SUCCESS" in (logs / "pipeline.log").read_text()
+        pipeline_log = (logs / "pipeline.log").read_text()  # Dagster's full log of the run, with its check
+        assert "STEP_SUCCESS" in pipeline_log and "ASSET_CHECK_EVALUATION" in pipeline_log
         dashboard = next(line.split()[1] for line in lines if line.strip().startswith("dashboard"))
         base = f"http://127.0.0.1:{port}"
         assert dashboard == f"{base}/"
@@ -135,25 +170,28 @@ def test_a_person_runs_the_demo(tmp_path):
         runs = httpx.post(f"{dagster_url}/graphql", json={"query": "{ runsOrError { ... on Runs { results {"
                                                                       " runId status } } } }"}).json()
         assert [r["status"] for r in runs["data"]["runsOrError"]["results"]] == ["SUCCESS"]
-        family |= {p.pid for p in psutil.Process(proc.pid).children(recursive=True)}
+        demo.note_children()
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C
-            try:
-                proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-        reader.join(timeout=5)
-    assert proc.returncode == 0, "".join(lines)
-    deadline = time.monotonic() + 15
-    while alive(family) and time.monotonic() < deadline:
-        time.sleep(0.5)
-    left = {pid: psutil.Process(pid).cmdline() for pid in alive(family)}
-    for pid in left:
-        os.kill(pid, signal.SIGKILL)
-    assert not left, f"still running after Ctrl-C: {left}"
+        demo.ctrl_c()
+    demo.check_all_gone()
     with pytest.raises(httpx.TransportError):
         httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
     # The keys of the replay's devices are kept private in the data folder.
     devices = data / "replay" / "devices.json"
     assert oct(devices.stat().st_mode & 0o777) == "0o600" and len(json.loads(devices.read_text())) == 30
+
+    # Started again on the same data folder: nothing imported or posted twice, and it comes up.
+    db = sqlite3.connect(data / "parkcast.sqlite3")
+    count = "SELECT COUNT(*), COUNT(DISTINCT lot_id || observed_at) FROM readings"
+    before = db.execute(count).fetchone()[0]
+    again = Demo(data, port, "--no-pipeline")
+    try:
+        out = again.wait_for_summary()
+        assert "(0 new)" in out
+        posted = json.loads((data / "replay" / "health.json").read_text())["posted"]
+        assert posted < 100  # only what came due while it was stopped
+        rows, distinct = db.execute(count).fetchone()
+        assert rows == distinct >= before + posted  # one reading per car park and time
+    finally:
+        again.ctrl_c()
+    again.check_all_gone()
