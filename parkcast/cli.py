@@ -461,11 +461,40 @@ _add_sagemaker_commands()
 @click.option("--sample", type=click.Path(exists=True, path_type=Path), default=SAMPLE_CSV, show_default=True)
 @click.option("--dagster-port", type=int, default=3000, show_default=True)
 @click.option("--no-pipeline", is_flag=True, help="Skip the pipeline run and the Dagster UI.")
-def demo(host: str, port: int | None, sample: Path, dagster_port: int, no_pipeline: bool) -> None:
-    """Bring the local system up on the embedded default with the sample data."""
+@click.option("--speed", type=click.FloatRange(min=1.0), default=1.0, show_default=True,
+              help="Replay this many times faster than the clock (the time of day then drifts from the data's).")
+def demo(host: str, port: int | None, sample: Path, dagster_port: int, no_pipeline: bool, speed: float) -> None:
+    """Bring the local system up on the embedded default with the sample replayed in the present."""
     from parkcast.demo import run_demo
 
-    sys.exit(run_demo(get_settings(), host, port, sample, dagster_port=dagster_port, pipeline=not no_pipeline))
+    sys.exit(run_demo(get_settings(), host, port, sample, dagster_port=dagster_port, pipeline=not no_pipeline,
+                      speed=speed))
+
+
+@main.command()
+@click.option("--api-url", required=True, help="The API to post to, e.g. http://127.0.0.1:8000.")
+@click.option("--sample", type=click.Path(exists=True, path_type=Path), default=SAMPLE_CSV, show_default=True)
+@click.option("--speed", type=click.FloatRange(min=1.0), default=1.0, show_default=True)
+@click.option("--camera", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Folder where the camera lot's scene is put for its edge daemon (default: no camera lot).")
+def replay(api_url: str, sample: Path, speed: float, camera: Path | None) -> None:
+    """Keep posting the sample, moved into the present, through the API (one device per car park).
+
+    Run by `parkcast demo`, which imports the moved history and creates the devices first."""
+    import signal
+    import threading
+
+    from parkcast.replay import Replayer
+
+    stopping = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stopping.set())
+    logging.getLogger("parkcast.replay").setLevel(logging.INFO)
+    try:
+        replayer = Replayer(get_settings(), api_url, sample, speed, camera)
+    except (FileNotFoundError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    replayer.run(stopping)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ import subprocess
 import time
 import urllib.request
 from dataclasses import dataclass, field
+from pathlib import Path
 
 
 def _reset_signals() -> None:
@@ -46,8 +47,19 @@ def free_port(host: str = "127.0.0.1") -> int:
 class Supervisor:
     procs: list[tuple[str, subprocess.Popen]] = field(default_factory=list)
 
-    def start(self, name: str, args: list[str], env: dict[str, str] | None = None) -> subprocess.Popen:
-        proc = subprocess.Popen(args, env=env, preexec_fn=_reset_signals)  # nosec B603 - our own commands
+    def start(self, name: str, args: list[str], env: dict[str, str] | None = None,
+              log: Path | None = None) -> subprocess.Popen:
+        """log: the child's stdout and stderr go to this file (appended), not to the terminal."""
+        out = None
+        if log is not None:
+            log.parent.mkdir(parents=True, exist_ok=True)
+            out = open(log, "ab")  # noqa: SIM115 - the child holds it; closed below once handed over
+        try:
+            proc = subprocess.Popen(args, env=env, preexec_fn=_reset_signals, stdout=out,  # nosec B603 - our own commands
+                                    stderr=subprocess.STDOUT if out else None)
+        finally:
+            if out is not None:
+                out.close()
         self.procs.append((name, proc))
         return proc
 

@@ -18,7 +18,7 @@ import csv
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -92,8 +92,9 @@ class ImportReport:
         return "\n".join(lines)
 
 
-def parse_local_time(text: str, zone: ZoneInfo) -> datetime:
-    value = datetime.fromisoformat(text)
+def parse_local_time(text: str, zone: ZoneInfo, shift_days: int = 0) -> datetime:
+    """shift_days moves the wall-clock time (a replay keeps each reading's local time of day)."""
+    value = datetime.fromisoformat(text) + timedelta(days=shift_days)
     if value.tzinfo is not None:
         return value
     first = value.replace(tzinfo=zone, fold=0)
@@ -114,9 +115,10 @@ def _parse_count(name: str, text: str) -> int:
 
 
 def read_readings(
-    path: Path | str, mapping: ColumnMapping, timezone: str, device_id: str
+    path: Path | str, mapping: ColumnMapping, timezone: str, device_id: str, shift_days: int = 0
 ) -> Iterator[tuple[int, Reading | Rejection]]:
-    """Yield (line number, reading or rejection) per data row, cleaning as documented above."""
+    """Yield (line number, reading or rejection) per data row, cleaning as documented above;
+    shift_days moves every reading by whole local days (a replay of old data in the present)."""
     zone = ZoneInfo(timezone)
     with open(path, newline="", encoding="utf-8-sig") as fh:
         reader = csv.DictReader(fh)
@@ -136,7 +138,7 @@ def read_readings(
                 if occupied < 0:
                     raise ValueError(f"negative occupied: {occupied} (counter fault)")
                 try:
-                    observed_at = parse_local_time(cells[mapping.time], zone)
+                    observed_at = parse_local_time(cells[mapping.time], zone, shift_days)
                 except ValueError as exc:
                     raise ValueError(f"bad timestamp: {cells[mapping.time]!r} ({exc})") from None
                 reading = Reading(
@@ -184,10 +186,11 @@ def import_csv(
     device_id: str = "csv-import",
     step_minutes: int = 30,
     progress: bool | None = None,
+    shift_days: int = 0,
 ) -> ImportReport:
-    """Idempotent: importing the same file twice stores each reading once."""
+    """Idempotent: importing the same file twice (with the same shift) stores each reading once."""
     report = ImportReport()
-    parsed = list(read_readings(path, mapping, timezone, device_id))
+    parsed = list(read_readings(path, mapping, timezone, device_id, shift_days))
     report.rows = len(parsed)
     readings = [(line, item) for line, item in parsed if isinstance(item, Reading)]
     report.rejected.extend(item for _, item in parsed if isinstance(item, Rejection))

@@ -257,9 +257,20 @@ def latest_forecast(store: Store, lot_id: str) -> dict[str, Any]:
 MAX_TREND_HOURS = 168
 
 
+def forecast_summary(forecast) -> dict[str, Any] | None:
+    """The overview's forecast cell: who forecast, when, and the first step ahead."""
+    if forecast is None:
+        return None
+    first = forecast.steps[0]
+    return {"model_version": forecast.model_version, "source": forecast.source,
+            "issued_at": forecast.issued_at.isoformat(),
+            "next": {"target_time": first.target_time.isoformat(), "p50": round(first.p50, 4),
+                     "prob_free": round(first.prob_free, 4)}}
+
+
 def list_lots(store: Store, trend_hours: int = 0) -> list[dict[str, Any]]:
-    """Every lot with its latest reading; with trend_hours, also the occupancy rates of the
-    hours before that reading (the overview's sparkline) as [[epoch seconds, rate], ...]."""
+    """Every lot with its latest reading and a summary of its latest forecast; with trend_hours, also
+    the occupancy rates of the hours before that reading (the overview's sparkline) as [[epoch seconds, rate], ...]."""
     if not 0 <= trend_hours <= MAX_TREND_HOURS:
         raise InvalidInput(f"trend_hours must be 0..{MAX_TREND_HOURS}",
                            [FieldError("trend_hours", "out of range")])
@@ -271,6 +282,7 @@ def list_lots(store: Store, trend_hours: int = 0) -> list[dict[str, Any]]:
             readings = store.query_readings(lot.lot_id, end - timedelta(hours=trend_hours),
                                             end + timedelta(microseconds=1))
             summary["trend"] = [[int(r.observed_at.timestamp()), round(r.occupied / r.capacity, 4)] for r in readings]
+        summary["forecast"] = forecast_summary(store.latest_forecast(lot.lot_id))
         out.append(summary)
     return out
 

@@ -36,9 +36,50 @@ function age(iso) {
   return `${Math.round(minutes / 1440)} days ago`;
 }
 
-// A lot is stale when its last reading is older than two grid steps (at least an hour).
-const isStale = (lot) => !lot.latest ||
-  Date.now() - new Date(lot.latest.observed_at).getTime() > Math.max(2 * lot.grid_step_minutes, 60) * 60000;
+// Minutes since local midnight, now, in the lot's timezone.
+function localMinutes(zone) {
+  const parts = new Intl.DateTimeFormat("en-GB", { timeZone: zone, hour: "2-digit", minute: "2-digit", hourCycle: "h23" })
+    .formatToParts(new Date());
+  const get = (type) => Number(parts.find((p) => p.type === type).value);
+  return get("hour") * 60 + get("minute");
+}
+const clockMinutes = (hhmm) => Number(hhmm.slice(0, 2)) * 60 + Number(hhmm.slice(3, 5));
+
+// Outside its opening hours (local time) a car park sends nothing: closed, not stale.
+function isClosed(lot) {
+  if (!lot.opens_at || !lot.closes_at) return false;
+  const now = localMinutes(lot.timezone), opens = clockMinutes(lot.opens_at), closes = clockMinutes(lot.closes_at);
+  return opens <= closes ? now < opens || now >= closes : now < opens && now >= closes;
+}
+
+// A lot is stale when its last reading is older than two grid steps (at least an hour) while it is
+// open and has been open that long; a closed lot only when its last reading is older than a day.
+function isStale(lot) {
+  if (!lot.latest) return true;
+  const age = Date.now() - new Date(lot.latest.observed_at).getTime();
+  const limit = Math.max(2 * lot.grid_step_minutes, 60) * 60000;
+  if (isClosed(lot)) return age > 86400000;
+  if (lot.opens_at && (localMinutes(lot.timezone) - clockMinutes(lot.opens_at) + 1440) % 1440 * 60000 < limit) {
+    return age > 86400000;  // just opened: the first reading of the day is on its way
+  }
+  return age > limit;
+}
+
+function stateBadge(lot) {
+  if (isStale(lot)) return '<span class="badge stale">stale</span>';
+  if (isClosed(lot)) return `<span class="badge closed" title="opens ${escapeHtml(lot.opens_at)}, closes ${escapeHtml(lot.closes_at)} local time">closed</span>`;
+  return "";
+}
+
+// The overview's forecast cell: the first step ahead of the latest forecast, and who made it.
+function nextCell(lot) {
+  const f = lot.forecast;
+  if (!f) return '<td class="num forecast muted">–</td>';
+  const model = f.source === "model" ? `model ${f.model_version}` : `${f.source} (model ${f.model_version})`;
+  return `<td class="num forecast" data-model="${escapeHtml(f.model_version)}" data-source="${escapeHtml(f.source)}"
+    title="${escapeHtml(model)}, issued ${timeIn(f.issued_at, lot.timezone)}">${pct(f.next.p50)}
+    <span class="muted small">at ${hourIn(f.next.target_time, lot.timezone)}</span></td>`;
+}
 
 // -- charts (inline SVG) -------------------------------------------------------------------
 
@@ -86,6 +127,7 @@ async function overview() {
   const occupied = lots.reduce((s, l) => s + (l.latest?.occupied ?? 0), 0);
   const capacity = lots.reduce((s, l) => s + (l.latest ? l.capacity : 0), 0);
   const stale = lots.filter(isStale).length;
+  const closed = lots.filter((l) => !isStale(l) && isClosed(l)).length;
   const rows = lots.map((lot) => {
     const latest = lot.latest;
     const rate = latest ? latest.occupancy_rate : null;
@@ -95,18 +137,20 @@ async function overview() {
       <td class="num pct">${rate === null ? "–" : pct(rate)}</td>
       <td class="hide-narrow">${rate === null ? "" : `<span class="bar" aria-hidden="true"><span style="width:${pct(rate)}"></span></span>`}</td>
       <td class="age">${latest ? `<time datetime="${latest.observed_at}" title="${timeIn(latest.observed_at, lot.timezone)}">${age(latest.observed_at)}</time>` : "no reading"}
-        ${isStale(lot) ? '<span class="badge stale">stale</span>' : ""}</td>
+        ${stateBadge(lot)}</td>
+      ${nextCell(lot)}
       <td class="hide-narrow">${sparkline(lot.trend)}</td></tr>`;
   }).join("");
   main.innerHTML = `<h1>Car parks now</h1>
     <div class="cards">
       <div class="card"><div class="value" id="total-occupied">${occupied} / ${capacity}</div><div class="label">spaces taken, all car parks</div></div>
       <div class="card"><div class="value">${lots.length}</div><div class="label">car parks</div></div>
-      <div class="card"><div class="value">${stale}</div><div class="label">stale (no recent reading)</div></div>
+      <div class="card"><div class="value" id="stale-count">${stale}</div><div class="label">stale (no recent reading)</div></div>
+      <div class="card"><div class="value" id="closed-count">${closed}</div><div class="label">closed now (opening hours)</div></div>
     </div>
     <table aria-label="Occupancy per car park">
       <thead><tr><th scope="col">Car park</th><th scope="col" class="num">Taken / spaces</th><th scope="col" class="num">Occupancy</th>
-      <th scope="col" class="hide-narrow"><span class="visually-hidden">bar</span></th><th scope="col">Last reading</th><th scope="col" class="hide-narrow">Last 24 h</th></tr></thead>
+      <th scope="col" class="hide-narrow"><span class="visually-hidden">bar</span></th><th scope="col">Last reading</th><th scope="col" class="num">Next (forecast)</th><th scope="col" class="hide-narrow">Last 24 h</th></tr></thead>
       <tbody>${rows}</tbody></table>`;
 }
 
@@ -135,7 +179,7 @@ async function lotPage(lotId) {
     <div class="cards">
       <div class="card"><div class="value" id="lot-occupied">${latest ? `${latest.occupied} / ${lot.capacity}` : "–"}</div><div class="label">spaces taken</div></div>
       <div class="card"><div class="value">${latest ? pct(latest.occupancy_rate) : "–"}</div><div class="label">occupancy</div></div>
-      <div class="card"><div class="value">${latest ? age(latest.observed_at) : "–"}</div><div class="label">last reading${latest ? ` (${timeIn(latest.observed_at, zone)})` : ""}${isStale(lot) ? ' <span class="badge stale">stale</span>' : ""}</div></div>
+      <div class="card"><div class="value">${latest ? age(latest.observed_at) : "–"}</div><div class="label">last reading${latest ? ` (${timeIn(latest.observed_at, zone)})` : ""} ${stateBadge(lot)}</div></div>
       <div class="card"><div class="value" id="model-version">${forecast ? escapeHtml(forecast.model_version) : "–"}</div><div class="label">model${forecast && forecast.source !== "model" ? ` (${escapeHtml(forecast.source)})` : ""}</div></div>
     </div>
     <h2>Last day and the next hours</h2>
