@@ -156,7 +156,7 @@ def test_powertools_settings_match_the_handlers():
     assert metrics.service == SERVICE
 
 
-def test_http_api_routes_stage_and_cors(t):
+def test_http_api_routes_stage_cors_and_outputs(t):
     s = t["ParkcastServices"]
     routes = {r["Properties"]["RouteKey"] for r in resources(s, "AWS::ApiGatewayV2::Route").values()}
     assert routes == {"POST /v1/readings", "GET /v1/lots", "GET /v1/lots/{lot_id}", "GET /v1/lots/{lot_id}/forecast",
@@ -169,6 +169,7 @@ def test_http_api_routes_stage_and_cors(t):
     # The dashboard's CloudFront origin, nothing else.
     (origin,) = cors["AllowOrigins"]
     assert "https://" in json.dumps(origin) and "ParkcastWeb" in json.dumps(origin)
+    assert "ApiUrl" in s.find_outputs("*") and "DashboardUrl" in t["ParkcastWeb"].find_outputs("*")
 
 
 def test_dashboard_page_points_at_the_api():

@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from aws_cdk import Duration, RemovalPolicy, Stack
+from aws_cdk import CfnOutput, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_apigatewayv2 as apigw
 from aws_cdk import aws_apigatewayv2_integrations as integrations
 from aws_cdk import aws_cloudfront as cloudfront
@@ -137,6 +137,7 @@ class ServicesStack(Stack):
             skip_checks(route, {"CKV_AWS_309": "POST checks the device's x-api-key in the Lambda (hashed keys in "
                                                "DynamoDB); the GET routes are the public dashboard's read API"})
         self.api_url = self.api.api_endpoint
+        CfnOutput(self, "ApiUrl", value=self.api_url, description="api_url for the edge daemons (edge.toml)")
 
         # -- schedules and events ------------------------------------------------------------
         at_time = scheduler.ScheduleTargetInput.from_object({"time": scheduler.ContextAttribute.scheduled_time})

@@ -3,7 +3,7 @@ themselves are published by the services stack, which knows the API URL the page
 
 from __future__ import annotations
 
-from aws_cdk import RemovalPolicy, Stack
+from aws_cdk import CfnOutput, RemovalPolicy, Stack
 from aws_cdk import aws_cloudfront as cloudfront
 from aws_cdk import aws_cloudfront_origins as origins
 from aws_cdk import aws_s3 as s3
@@ -40,3 +40,4 @@ class WebStack(Stack):
             "CKV_AWS_374": "car parks can be anywhere; no country is excluded",
         })
         self.origin = f"https://{self.distribution.distribution_domain_name}"
+        CfnOutput(self, "DashboardUrl", value=self.origin, description="the dashboard")
