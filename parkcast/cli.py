@@ -176,7 +176,9 @@ def _train_config(horizon: int, architectures: str, max_epochs: int | None, seed
 
 _model_options = [
     click.option(
-        "--architectures", default="tft,nhits", show_default=True, help="Candidates; the best on validation is kept."
+        "--architectures", default="gbm", show_default=True,
+        help="gbm (correction to the weekly level-adjusted forecast, rolling-origin folds), or the networks "
+             "tft,nhits (the best on validation is kept)."
     ),
     click.option("--max-epochs", type=int, default=None, help="Cap on epochs per candidate (early stopping decides)."),
     click.option("--seed", type=int, default=42, show_default=True),

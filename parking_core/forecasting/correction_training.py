@@ -255,20 +255,21 @@ def rolling_origin(cube: Cube, holidays: set[date], horizon: int, folds: int, cf
     return RollingOrigin(scores, blend)
 
 
-def fold_table(scores: list[FoldScore]) -> str:
-    """Per-fold MAE of the model and the baselines, coverage and gain over the weekly level."""
+def fold_table(folds: list[dict]) -> str:
+    """Per-fold MAE of the model and the baselines, gain over the weekly level-adjusted baseline
+    and P10-P90 coverage, from FoldScore.to_dict() rows (as metrics.json keeps them)."""
     lines = [f"{'fold':<23} {'role':<7} {'model':>7} {'persist':>8} {'weekly':>7} {'wk+lvl':>7} {'gain':>7} "
              f"{'P10-90':>7} {'n':>6}"]
-    for s in scores:
-        lines.append(f"{s.first_day}..{s.last_day} {s.role:<7} {s.mae['model']:>7.4f} {s.mae['persistence']:>8.4f} "
-                     f"{s.mae['weekly_naive']:>7.4f} {s.mae['weekly_level']:>7.4f} {s.improvement:>+7.1%} "
-                     f"{s.coverage:>7.1%} {s.points:>6}")
-    choice = [s for s in scores if s.role == "choice"]
-    if len(choice) > 1:
-        imp = [s.improvement for s in choice]
-        lines.append(f"choice folds: gain {np.mean(imp):+.1%} +- {np.std(imp, ddof=1):.1%} (mean +- sd over "
-                     f"{len(choice)} folds); P10-P90 coverage {min(s.coverage for s in choice):.1%}.."
-                     f"{max(s.coverage for s in choice):.1%}")
+    for f in folds:
+        m = f["mae"]
+        lines.append(f"{f['first_day']}..{f['last_day']} {f['role']:<7} {m['model']:>7.4f} {m['persistence']:>8.4f} "
+                     f"{m['weekly_naive']:>7.4f} {m['weekly_level']:>7.4f} {f['improvement_vs_weekly_level']:>+7.1%} "
+                     f"{f['coverage_p10_p90']:>7.1%} {f['scored_points']:>6}")
+    gains = [f["improvement_vs_weekly_level"] for f in folds if f["role"] == "choice"]
+    if len(gains) > 1:
+        cover = [f["coverage_p10_p90"] for f in folds if f["role"] == "choice"]
+        lines.append(f"choice folds: gain {np.mean(gains):+.1%} +- {np.std(gains, ddof=1):.1%} (mean +- sd over "
+                     f"{len(gains)} folds); P10-P90 coverage {min(cover):.1%}..{max(cover):.1%}")
     return "\n".join(lines)
 
 
@@ -340,7 +341,85 @@ def train_correction(cube: Cube, holidays: set[date], horizon: int, folds: int, 
     started = time.monotonic()
     rolling = rolling_origin(cube, holidays, horizon, folds, cfg, progress)
     if progress and rolling.scores:
-        print(fold_table(rolling.scores), flush=True)
+        print(fold_table([s.to_dict() for s in rolling.scores]), flush=True)
     head, profile = fit_head(cube, len(cube.days), holidays, horizon, cfg)
     log.info("correction trees fitted on %d days; blend weights %s", len(cube.days), rolling.blend.weight.tolist())
     return CorrectionResult(head, profile, holidays, rolling, horizon, time.monotonic() - started)
+
+
+def write_package(result: CorrectionResult, cube: Cube, out_dir, timezone: str, config: dict):
+    """The model package of a correction model (format as package.py describes)."""
+    import json
+    from pathlib import Path
+
+    import onnxruntime as ort
+
+    from parking_core.forecasting.backtest import run_backtest
+    from parking_core.forecasting.package import (
+        PACKAGE_FORMAT,
+        baseline_intervals,
+        code_version,
+        data_hash,
+        file_sha256,
+    )
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    n_inputs = len(FEATURES) + 1
+    (out_dir / "model.onnx").write_bytes(trees_to_onnx(result.head.model, n_inputs))
+
+    # Equivalence of the exported trees with scikit-learn on the inputs of the last week.
+    last_week = max(0, len(cube.days) - FOLD_DAYS)
+    d, _, _, _ = cube_design(cube, len(cube.days), result.profile, result.holidays, last_week, len(cube.days) - 1,
+                             result.horizon)
+    inputs = flat_inputs(d)
+    session = ort.InferenceSession(str(out_dir / "model.onnx"), providers=["CPUExecutionProvider"])
+    onnx_diff = float(np.abs(session.run(None, {"inputs": inputs})[0][:, 0] - result.head.model.predict(inputs)).max())
+
+    recent = run_backtest(cube, cube.days[last_week], result.horizon, None, progress=False)
+    rolling = result.rolling.summary()
+    blend = result.rolling.blend
+    preprocessing = {
+        "timezone": timezone,
+        "grid": cube.spec.to_dict(),
+        "correction": {"horizon": result.horizon, "features": [*FEATURES, "step"], "blend": blend.to_dict()},
+        "profile": result.profile.to_dict(),
+        "holidays": sorted(d.isoformat() for d in result.holidays),
+        "lots": {lot: float(cube.capacity[i]) for i, lot in enumerate(cube.lots)},
+        "baseline_intervals": baseline_intervals(recent.rows),
+    }
+    folds = rolling["folds"]
+    metrics = {
+        "selected": "gbm",
+        "candidates": {"gbm": {"val_intraday_mae": rolling["mae"], "epochs": 0,
+                               "train_seconds": round(result.seconds, 1)}},
+        # Mean over the rolling-origin folds (names kept from the network packages).
+        "validation_baselines_mae": {
+            name: round(float(np.mean([f["mae"][name] for f in folds])), 6) if folds else None for name in BASELINES
+        },
+        "validation_window": ({"first_day": folds[0]["first_day"], "last_day": folds[-1]["last_day"]} if folds
+                              else None),
+        "rolling_origin": rolling,
+        "beats_weekly_level": rolling["beats_weekly_level"],
+        "serves_baseline": bool(not blend.weight.any()),
+        "onnx_max_abs_diff": onnx_diff,
+    }
+    digest = data_hash(cube)
+    (out_dir / "preprocessing.json").write_text(json.dumps(preprocessing, indent=1))
+    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    files = ["model.onnx", "preprocessing.json", "metrics.json"]
+    manifest = {
+        "format": PACKAGE_FORMAT,
+        "model_version": f"gbm-{digest[:10]}",
+        "architecture": "gbm",
+        "quantiles": [0.1, 0.5, 0.9],
+        "target": "occupancy rate (occupied / capacity), forecast as a correction to the weekly level-adjusted "
+                  "forecast",
+        "training_window": {"first_day": cube.days[0].isoformat(), "last_day": cube.days[-1].isoformat()},
+        "data_hash": digest,
+        "code_version": code_version(),
+        "config": config,
+        "files": {name: file_sha256(out_dir / name) for name in files},
+    }
+    (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    return out_dir
