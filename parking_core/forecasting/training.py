@@ -29,9 +29,9 @@ from parking_core.forecasting.features import (
     TARGET,
     UNKNOWN_REALS,
     Profile,
-    holiday_dates,
     lot_features,
     origin_features,
+    training_holidays,
 )
 from parking_core.forecasting.grid import Cube
 from parking_core.forecasting.windows import QUANTILES, ForecastRequest, InputSpec, WindowBuilder
@@ -57,8 +57,9 @@ class TrainConfig:
     patience: int = 4
     seed: int = 42
     threads: int = 2
-    holiday_country: str = "GB"
-    holiday_subdiv: str | None = "ENG"
+    # "auto": the public holidays of the lots' timezone (England for Europe/London).
+    holiday_country: str = "auto"
+    holiday_subdiv: str | None = None
     limit_train_batches: int | float | None = None
     next_day_weight: float = 0.0
     refit: bool = True
@@ -337,8 +338,7 @@ def train(cube: Cube, cfg: TrainConfig | None = None, progress: bool = True) -> 
     val_start_day = len(cube.days) - cfg.val_days
     if val_start_day < cfg.encoder_days + 7:
         raise ValueError(f"need at least {cfg.encoder_days + 7 + cfg.val_days} days of history to train")
-    years = range(cube.days[0].year - 1, cube.days[-1].year + 6)
-    holidays = holiday_dates(cfg.holiday_country, cfg.holiday_subdiv, years) if cfg.holiday_country else set()
+    holidays = training_holidays(cube.days, cfg.holiday_country, cfg.holiday_subdiv, cube.timezone)
     # The profile (imputation of last resort, and a feature) only sees the training days.
     profile = Profile.fit(cube.lots, cube.rate[:, :val_start_day], cube.days[:val_start_day])
     val_start = val_start_day * slots

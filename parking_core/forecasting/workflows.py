@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from parking_core.forecasting.backtest import BacktestResult, run_backtest
-from parking_core.forecasting.features import holiday_dates
+from parking_core.forecasting.features import training_holidays
 from parking_core.forecasting.grid import Cube, readings_to_cube
 from parking_core.forecasting.package import ModelPackage
 from parking_core.forecasting.training import TrainConfig
@@ -38,7 +38,8 @@ def train_package(
 
         if cfg.horizon > cube.spec.slots_per_day:
             raise ValueError(f"horizon {cfg.horizon} is longer than a day of open slots ({cube.spec.slots_per_day})")
-        result = ct.train_correction(cube, training_holidays(cube, cfg), cfg.horizon, cfg.folds,
+        holidays = training_holidays(cube.days, cfg.holiday_country, cfg.holiday_subdiv, timezone)
+        result = ct.train_correction(cube, holidays, cfg.horizon, cfg.folds,
                                      ct.GbmConfig(iterations=cfg.gbm_iterations, half_life_days=cfg.half_life_days,
                                                   seed=cfg.seed), progress=progress)
         ct.write_package(result, cube, out_dir, timezone, cfg.to_dict())
@@ -49,11 +50,6 @@ def train_package(
     result = train(cube, cfg, progress=progress)
     write_package(result, cube, out_dir)
     return ModelPackage.load(out_dir), cube
-
-
-def training_holidays(cube: Cube, cfg: TrainConfig) -> set[date]:
-    years = range(cube.days[0].year - 1, cube.days[-1].year + 6)
-    return holiday_dates(cfg.holiday_country, cfg.holiday_subdiv, years) if cfg.holiday_country else set()
 
 
 @dataclass
