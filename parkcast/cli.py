@@ -264,6 +264,17 @@ def train(csv_path, columns, timezone, horizon, step_minutes, out, architectures
         target = package.path if out else install_package(settings, package)
     metrics = package.metrics
     click.echo(f"model {package.version} ({metrics['selected']}) -> {target}")
+    rolling = metrics.get("rolling_origin")
+    if rolling is not None:
+        from parking_core.forecasting.correction_training import fold_table
+
+        if rolling["folds"]:
+            click.echo(fold_table(rolling["folds"]))
+        verdict = "beats" if rolling["beats_weekly_level"] else "does NOT beat (promotion will refuse it)"
+        click.echo(f"rolling-origin: the model {verdict} the weekly level-adjusted baseline"
+                   + (f" ({rolling['mae']:.4f} against {rolling['weekly_level_mae']:.4f})" if rolling["folds"] else
+                      f": {rolling.get('note', '')}"))
+        return
     for arch, m in metrics["candidates"].items():
         click.echo(f"  {arch:<6} validation intra-day MAE {m['val_intraday_mae']:.4f}  epochs {m['epochs']}")
     for name, mae in metrics["validation_baselines_mae"].items():

@@ -340,10 +340,9 @@ def train_correction(cube: Cube, holidays: set[date], horizon: int, folds: int, 
     """Rolling-origin folds, then the shipped trees fitted on every day."""
     started = time.monotonic()
     rolling = rolling_origin(cube, holidays, horizon, folds, cfg, progress)
-    if progress and rolling.scores:
-        print(fold_table([s.to_dict() for s in rolling.scores]), flush=True)
     head, profile = fit_head(cube, len(cube.days), holidays, horizon, cfg)
-    log.info("correction trees fitted on %d days; blend weights %s", len(cube.days), rolling.blend.weight.tolist())
+    log.info("correction trees fitted on %d days; blend weights %s", len(cube.days),
+             [round(float(w), 2) for w in rolling.blend.weight])
     return CorrectionResult(head, profile, holidays, rolling, horizon, time.monotonic() - started)
 
 
