@@ -65,7 +65,7 @@ class TrainConfig:
     refit: bool = True
     folds: int = 4  # rolling-origin folds of one week at the end of the data (the last one reported only)
     gbm_iterations: int = 100
-    half_life_days: float | None = 7.0
+    half_life_days: float | None = 14.0
 
     def to_dict(self) -> dict:
         return asdict(self)
