@@ -440,3 +440,27 @@ def test_promotion_floor_refuses_a_model_that_does_not_beat_the_baseline(gbm_pac
     # The real package passes the floor exactly when its folds say it beats the baseline.
     report = evaluate_candidate(gbm_package, None, cube)
     assert report["beats_weekly_level"] == gbm_package.metrics["beats_weekly_level"]
+
+
+def test_gbm_inputs_never_see_the_future(readings):
+    """Every input, used by the trees or not: rewrite the raw readings after 12:45 on a test day
+    (and all later days); the inputs of origins before 13:00 are the same, bit for bit."""
+    from parking_core.forecasting.correction_training import cube_design
+    from parking_core.forecasting.features import Profile
+
+    cut = pd.Timestamp("2016-11-28 12:45", tz="Europe/London")
+    tampered = readings.copy()
+    later = tampered["observed_at"] >= cut
+    tampered.loc[later, "occupied"] = tampered.loc[later, "capacity"] - tampered.loc[later, "occupied"]
+    designs = []
+    for frame in (readings, tampered):
+        cube = readings_to_cube(frame, "Europe/London", 30)
+        profile = Profile.fit(cube.lots, cube.rate[:, :40], cube.days[:40])
+        day = cube.day_index(date(2016, 11, 28))
+        d, _, _, (_, _, slot) = cube_design(cube, len(cube.days), profile, set(), day, day, 8)
+        designs.append((d, slot))
+    (a, slot), (b, _) = designs
+    early = slot < 10  # origins 08:00..12:30
+    np.testing.assert_array_equal(a.x[early], b.x[early])
+    np.testing.assert_array_equal(a.anchor[early], b.anchor[early])
+    assert not np.array_equal(a.x[~early], b.x[~early])
