@@ -2,7 +2,7 @@
 baselines, a linear model and the trees without the blend; wall times of the user's paths;
 serving latency for one lot; training time against lots x days on synthetic 24-hour car parks.
 
-    .venv/bin/python benchmarks/forecast.py [--skip-scaling] [--scaling-only]
+    .venv/bin/python benchmarks/forecast.py [--only folds|paths|scaling]
 
 Protocol: the last 4 weeks of the sample (2016-11-08..12-05) are 4 folds of one week; each
 fold's models are trained only on the days before it. The first 3 ("choice") folds are the
@@ -134,6 +134,7 @@ def user_paths() -> None:
         package, _ = train_package(frame, TZ, 30, Path(tmp) / "full", TrainConfig(), progress=False)
         full_seconds = time.monotonic() - started
         latency = serving_latency(package, frame)
+        onnx_kb = (package.path / "model.onnx").stat().st_size / 1024
     s = report.result.summary()
     print("\nUser paths (2 cores shared with other work)")
     print(f"{'figure':<64} {'value':>10}")
@@ -144,7 +145,7 @@ def user_paths() -> None:
         ("parkcast train on the whole sample (4 folds + final fit + package) (s)", f"{full_seconds:.0f}"),
         ("forecast one lot incl. 35-day grid build, p50 (ms)", f"{latency[0]:.1f}"),
         ("forecast one lot incl. 35-day grid build, p99 (ms)", f"{latency[1]:.1f}"),
-        ("model.onnx size (KB)", f"{(package.path / 'model.onnx').stat().st_size / 1024:.0f}"),
+        ("model.onnx size (KB)", f"{onnx_kb:.0f}"),
         ("trees vs ONNX max abs diff", f"{package.metrics['onnx_max_abs_diff']:.1e}"),
     ]:
         print(f"{name:<64} {value:>10}")
@@ -214,14 +215,11 @@ def scaling() -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--skip-scaling", action="store_true")
-    ap.add_argument("--scaling-only", action="store_true")
+    ap.add_argument("--only", choices=["folds", "paths", "scaling"], default=None, help="one part only")
     args = ap.parse_args()
-    if not args.scaling_only:
-        accuracy()
-        user_paths()
-    if not args.skip_scaling:
-        scaling()
+    for name, part in (("folds", accuracy), ("paths", user_paths), ("scaling", scaling)):
+        if args.only in (None, name):
+            part()
 
 
 if __name__ == "__main__":
