@@ -5,8 +5,9 @@ serving needs: numpy to build the inputs, onnxruntime to run the trees (model.on
 
 Every input of an origin (lot, day o, slot s) reads the grid at or before (o, s) only, and at
 most LOOKBACK_DAYS days back, so a forecast from the full training grid and one from a served
-request (history cut at the origin, HISTORY_DAYS long) are the same numbers; the no-peeking
-tests rewrite the raw readings after an origin and check that bit for bit.
+request (history cut at the origin, HISTORY_DAYS long) are the same numbers. Tests hold both
+bit for bit: inputs from the grid against inputs from a served request, and inputs (and
+backtest forecasts) before and after the raw readings after an origin are rewritten.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from parking_core.forecasting.windows import ForecastRequest
 
 LOOKBACK_DAYS = 21  # deepest read: the 2-week lag's fallback, three weeks before the origin's day
 QUANTILE_LEVELS = (0.1, 0.9)
-QUANT = 128
+QUANT = 128  # inputs live on a grid of 1 / QUANT in [-1, 1] (see the end of design)
 
 FEATURES = [
     "anchor", "now_gap", "level_2week_gap", "level_day_gap", "level_3week_gap", "level_median_gap",
@@ -47,7 +48,7 @@ class Design:
     target_slot: np.ndarray  # [N, H]
 
 
-def _gather(hist: np.ndarray, lot: np.ndarray, day: np.ndarray, slot: np.ndarray) -> np.ndarray:
+def gather(hist: np.ndarray, lot: np.ndarray, day: np.ndarray, slot: np.ndarray) -> np.ndarray:
     """hist[lot, day, slot] with NaN where the day lies outside the array."""
     ok = (day >= 0) & (day < hist.shape[1])
     out = hist[lot, np.where(ok, day, 0), slot]
@@ -61,8 +62,8 @@ def _holiday_at(holiday: np.ndarray, lot: np.ndarray, day: np.ndarray) -> np.nda
 def _weekly(hist, holiday, lot, day, slot):
     """The same slot a week before `day`; two weeks when that is missing or a public holiday
     (and the holiday's own value when nothing else is there)."""
-    w1 = _gather(hist, lot, day - 7, slot)
-    w2 = _gather(hist, lot, day - 14, slot)
+    w1 = gather(hist, lot, day - 7, slot)
+    w2 = gather(hist, lot, day - 14, slot)
     usable1 = ~np.isnan(w1) & ~_holiday_at(holiday, lot, day - 7)
     usable2 = ~np.isnan(w2) & ~_holiday_at(holiday, lot, day - 14)
     return np.where(usable1, w1, np.where(usable2, w2, w1))
@@ -97,14 +98,14 @@ def design(
     last = dows.shape[1] - 1
     dow_t = dows[L2, np.clip(tday, 0, last)]
 
-    now = _gather(hist, lot, o, s)
+    now = gather(hist, lot, o, s)
     # Last observation at or before the origin within the origin's day and the day before.
     for back in range(1, slots + 1):
         gap = np.isnan(now)
         if not gap.any():
             break
         pos = o * slots + s - back
-        prev = _gather(hist, lot, pos // slots, pos % slots)
+        prev = gather(hist, lot, pos // slots, pos % slots)
         prev = np.where(pos // slots >= o - 1, prev, np.nan)
         now = np.where(gap, prev, now)
     week_now = _weekly(hist, holiday, lot, o, s)
@@ -121,19 +122,19 @@ def design(
         value = lagged_t + (now - lagged_now)[:, None]
         return np.where(np.isnan(value), anchor, value) - anchor
 
-    two_t = _gather(hist, L2, tday - 14, tslot)
-    two_t = np.where(np.isnan(two_t), _gather(hist, L2, tday - 21, tslot), two_t)
-    two_now = _gather(hist, lot, o - 14, s)
-    two_now = np.where(np.isnan(two_now), _gather(hist, lot, o - 21, s), two_now)
-    day_t, day_now = _gather(hist, L2, tday - 1, tslot), _gather(hist, lot, o - 1, s)
+    two_t = gather(hist, L2, tday - 14, tslot)
+    two_t = np.where(np.isnan(two_t), gather(hist, L2, tday - 21, tslot), two_t)
+    two_now = gather(hist, lot, o - 14, s)
+    two_now = np.where(np.isnan(two_now), gather(hist, lot, o - 21, s), two_now)
+    day_t, day_now = gather(hist, L2, tday - 1, tslot), gather(hist, lot, o - 1, s)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         # The mean of the same weekday over the last three weeks (steadier than one week).
-        three_t = np.nanmean([_gather(hist, L2, tday - 7 * k, tslot) for k in (1, 2, 3)], axis=0)
-        three_now = np.nanmean([_gather(hist, lot, o - 7 * k, s) for k in (1, 2, 3)], axis=0)
+        three_t = np.nanmean([gather(hist, L2, tday - 7 * k, tslot) for k in (1, 2, 3)], axis=0)
+        three_now = np.nanmean([gather(hist, lot, o - 7 * k, s) for k in (1, 2, 3)], axis=0)
         # ...and their median: one unusual week (a school holiday) does not move it.
-        med_t = np.nanmedian([_gather(hist, L2, tday - 7 * k, tslot) for k in (1, 2, 3)], axis=0)
-        med_now = np.nanmedian([_gather(hist, lot, o - 7 * k, s) for k in (1, 2, 3)], axis=0)
+        med_t = np.nanmedian([gather(hist, L2, tday - 7 * k, tslot) for k in (1, 2, 3)], axis=0)
+        med_now = np.nanmedian([gather(hist, lot, o - 7 * k, s) for k in (1, 2, 3)], axis=0)
 
     # Today's level against the same weekday's, over every slot seen so far today (and the last
     # three): steadier than the one-slot gap the anchor uses.
@@ -164,7 +165,7 @@ def design(
                      for k in (1, 2, 3)]
         unusual = np.abs(day_means[0] - np.nanmedian(day_means, axis=0))
     unusual = np.nan_to_num(unusual, nan=0.0)
-    momentum = now - _gather(hist, lot, o, s - 1) if slots > 1 else np.zeros(n)
+    momentum = now - gather(hist, lot, o, s - 1) if slots > 1 else np.zeros(n)
     momentum = np.where(s >= 1, momentum, np.nan)
 
     minutes = tslot / slots

@@ -23,7 +23,7 @@ from parking_core.forecasting.correction import (
     FEATURES,
     Blend,
     Design,
-    _gather,
+    gather,
     calendar,
     conformal_offsets,
     design,
@@ -72,7 +72,7 @@ def cube_design(cube: Cube, stop: int, profile: Profile, holidays: set[date], fi
     lot, day, slot = origins(cube, first, last)
     prof = np.stack([profile.for_lot(lot_id) for lot_id in cube.lots])
     d = design(rate, np.tile(dows, (n_lots, 1)), np.tile(holiday, (n_lots, 1)), prof, lot, day, slot, horizon)
-    actual = _gather(rate, np.repeat(lot[:, None], horizon, 1), d.target_day, d.target_slot)
+    actual = gather(rate, np.repeat(lot[:, None], horizon, 1), d.target_day, d.target_slot)
     mask = d.same_day & ~np.isnan(actual)
     return d, actual, mask, (lot, day, slot)
 
