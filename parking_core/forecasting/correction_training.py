@@ -23,11 +23,11 @@ from parking_core.forecasting.correction import (
     FEATURES,
     Blend,
     Design,
-    gather,
     calendar,
     conformal_offsets,
     design,
     flat_inputs,
+    gather,
 )
 from parking_core.forecasting.features import Profile
 from parking_core.forecasting.grid import Cube
