@@ -176,7 +176,9 @@ def _train_config(horizon: int, architectures: str, max_epochs: int | None, seed
 
 _model_options = [
     click.option(
-        "--architectures", default="tft,nhits", show_default=True, help="Candidates; the best on validation is kept."
+        "--architectures", default="gbm", show_default=True,
+        help="gbm (correction to the weekly level-adjusted forecast, rolling-origin folds), or the networks "
+             "tft,nhits (the best on validation is kept)."
     ),
     click.option("--max-epochs", type=int, default=None, help="Cap on epochs per candidate (early stopping decides)."),
     click.option("--seed", type=int, default=42, show_default=True),
@@ -262,6 +264,17 @@ def train(csv_path, columns, timezone, horizon, step_minutes, out, architectures
         target = package.path if out else install_package(settings, package)
     metrics = package.metrics
     click.echo(f"model {package.version} ({metrics['selected']}) -> {target}")
+    rolling = metrics.get("rolling_origin")
+    if rolling is not None:
+        from parking_core.forecasting.correction_training import fold_table
+
+        if rolling["folds"]:
+            click.echo(fold_table(rolling["folds"]))
+        verdict = "beats" if rolling["beats_weekly_level"] else "does NOT beat (promotion will refuse it)"
+        click.echo(f"rolling-origin: the model {verdict} the weekly level-adjusted baseline"
+                   + (f" ({rolling['mae']:.4f} against {rolling['weekly_level_mae']:.4f})" if rolling["folds"] else
+                      f": {rolling.get('note', '')}"))
+        return
     for arch, m in metrics["candidates"].items():
         click.echo(f"  {arch:<6} validation intra-day MAE {m['val_intraday_mae']:.4f}  epochs {m['epochs']}")
     for name, mae in metrics["validation_baselines_mae"].items():

@@ -47,7 +47,7 @@ class PipelineConfig(dg.ConfigurableResource):
     drift_min_effect: float = 0.05  # median log-ratio shift a drift must reach
     force_retrain: bool = False
     evaluation_days: int = 7
-    architectures: str = "tft,nhits"
+    architectures: str = "gbm"
     max_epochs: int | None = None
     limit_train_batches: int | None = None
     hidden_size: int | None = None

@@ -3,9 +3,10 @@ evaluate-promote Lambda.
 
 - On registration the candidate is backtested beside production on the most recent window
   and the report is attached to the version, so the approver sees evidence.
-- Only an Approved version is ever considered, and it is promoted only if it is not worse than
-  production on that window; a refusal and its reason are recorded on the version. Nothing here
-  approves anything.
+- Only an Approved version is ever considered, and it is promoted only if it beats the weekly
+  level-adjusted baseline on its rolling-origin folds (the floor, when its package has folds)
+  and is not worse than production on that window; a refusal and its reason are recorded on
+  the version. Nothing here approves anything.
 """
 
 from __future__ import annotations
@@ -72,6 +73,12 @@ def evaluate_candidate(
     report["candidate_coverage"] = round(summary["coverage_p10_p90"], 4)
     report["baseline_weekly_level_mae"] = round(summary["mae"]["weekly_level"], 6)
     report["scored_points"] = summary["scored_points"]
+    rolling = candidate.metrics.get("rolling_origin")
+    if rolling is not None:
+        # The floor's evidence: the candidate's own rolling-origin folds (training time).
+        report["beats_weekly_level"] = bool(rolling.get("beats_weekly_level", False))
+        report["rolling_origin_mae"] = rolling.get("mae")
+        report["rolling_origin_weekly_level_mae"] = rolling.get("weekly_level_mae")
     if production is not None:
         prod = run_backtest(cube, start, production.horizon, production.forecaster(), progress=False).summary()
         report["production_version"] = production.version
@@ -83,6 +90,12 @@ def evaluate_candidate(
 def promotion_decision(evaluation: dict | None, tolerance: float = 0.0) -> tuple[bool, str]:
     if not evaluation or "candidate_mae" not in evaluation:
         return False, "no evaluation attached to the version"
+    if evaluation.get("beats_weekly_level") is False:
+        # The floor, whatever production scored: a model that does not beat "same time last
+        # week, scaled to today's level" on its rolling-origin folds is never promoted.
+        cand, base = evaluation.get("rolling_origin_mae"), evaluation.get("rolling_origin_weekly_level_mae")
+        figures = f" ({cand:.4f} against {base:.4f})" if cand is not None and base is not None else ""
+        return False, f"rolling-origin MAE is not better than the weekly level-adjusted baseline{figures}"
     if "production_mae" not in evaluation:
         return True, "no production model yet"
     cand, prod = evaluation["candidate_mae"], evaluation["production_mae"]

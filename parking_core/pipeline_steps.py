@@ -134,6 +134,8 @@ def registration(package_metrics: dict, manifest: dict, run_id: str, code_versio
     selected = package_metrics["selected"]
     metrics = {"val_intraday_mae": package_metrics["candidates"][selected]["val_intraday_mae"],
                "architecture": selected}
+    if "beats_weekly_level" in package_metrics:  # the promotion floor's evidence (rolling-origin folds)
+        metrics["beats_weekly_level"] = package_metrics["beats_weekly_level"]
     lineage = {"data_hash": manifest["data_hash"], "code_version": code_version, "run_id": run_id,
                "model_version": manifest["model_version"]}
     return metrics, lineage

@@ -86,7 +86,7 @@ def build_pipeline(defs, options: CompileOptions | None = None):
         "ForceRetrain": ParameterString("ForceRetrain", "false", enum_values=["true", "false"]),
         "Timezone": ParameterString("Timezone", options.timezone),
         "GridStepMinutes": ParameterInteger("GridStepMinutes", options.step_minutes),
-        "Architectures": ParameterString("Architectures", "tft,nhits"),
+        "Architectures": ParameterString("Architectures", "gbm"),
         "MaxEpochs": ParameterInteger("MaxEpochs", 15),
         "HiddenSize": ParameterInteger("HiddenSize", 16),
         "LimitTrainBatches": ParameterInteger("LimitTrainBatches", 0),  # 0: every batch

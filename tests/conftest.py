@@ -170,6 +170,8 @@ def train_frame(readings):
 def tiny_config(architecture: str):
     from parking_core.forecasting.training import TrainConfig
 
+    if architecture == "gbm":
+        return TrainConfig(architectures=("gbm",), gbm_iterations=20)
     # NHiTS also goes through the refit on every day; TFT keeps its validated weights.
     return TrainConfig(architectures=(architecture,), max_epochs=1, limit_train_batches=12, hidden_size=8,
                        batch_size=64, refit=architecture == "nhits")
@@ -197,3 +199,8 @@ def package(request, train_frame, tmp_path_factory) -> ModelPackage:
 @pytest.fixture(scope="session")
 def tft_package(train_frame, tmp_path_factory) -> ModelPackage:
     return trained("tft", train_frame, tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def gbm_package(train_frame, tmp_path_factory) -> ModelPackage:
+    return trained("gbm", train_frame, tmp_path_factory)

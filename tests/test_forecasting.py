@@ -67,25 +67,112 @@ def test_torch_and_onnx_agree(package, readings):
     np.testing.assert_allclose(onnx.predict(requests), torch_forecaster.predict(requests), atol=1e-4)
 
 
-def test_backtest_never_sees_the_future(tft_package, readings):
-    """Origins before a change must forecast exactly the same; if inputs leaked, they would not."""
-    cube = readings_to_cube(readings, "Europe/London", 30, spec=tft_package.grid)
-    forecaster = tft_package.forecaster()
-    test_day = date(2016, 11, 28)
-    before = run_backtest(cube, test_day, 8, forecaster, test_end=test_day, progress=False).rows
+@pytest.mark.parametrize("architecture", ["gbm", "tft", "nhits"])
+def test_backtest_never_sees_the_future(architecture, train_frame, readings, tmp_path_factory):
+    """Rewrite the RAW readings after an origin (the afternoon of the test day and every later
+    day) and rebuild the grid from them: every forecast from an earlier origin must be the same,
+    bit for bit. Grid building (dead-sensor mask), inputs, model and baselines are all covered."""
+    from conftest import trained
 
-    tampered = readings_to_cube(readings, "Europe/London", 30, spec=tft_package.grid)
-    d = tampered.day_index(test_day)
-    tampered.rate[:, d, 10:] = 1.0 - tampered.rate[:, d, 10:]  # rewrite the afternoon
-    tampered.rate[:, d + 1 :] = 0.0  # and every later day
-    after = run_backtest(tampered, test_day, 8, forecaster, test_end=test_day, progress=False).rows
+    package = trained(architecture, train_frame, tmp_path_factory)
+    forecaster = package.forecaster()
+    test_day = date(2016, 11, 28)
+    cut = pd.Timestamp("2016-11-28 12:45", tz="Europe/London")  # readings of the 13:00 slot on
+
+    def walk(frame):
+        cube = readings_to_cube(frame, "Europe/London", 30, spec=package.grid)
+        return run_backtest(cube, test_day, 8, forecaster, test_end=test_day, progress=False).rows
+
+    before = walk(readings)
+    tampered = readings.copy()
+    later = tampered["observed_at"] >= cut
+    tampered.loc[later, "occupied"] = tampered.loc[later, "capacity"] - tampered.loc[later, "occupied"]
+    after = walk(tampered)
 
     origin_slot = before["origin"].dt.hour * 60 + before["origin"].dt.minute
-    untouched = origin_slot < 8 * 60 + 10 * 30  # origins before slot 10 (13:00)
+    untouched = origin_slot < 13 * 60
     cols = ["p10", "p50", "p90", "persistence", "weekly_naive", "weekly_level"]
-    pd.testing.assert_frame_equal(before.loc[untouched, cols], after.loc[untouched, cols])
+    pd.testing.assert_frame_equal(before.loc[untouched, cols], after.loc[untouched, cols], check_exact=True)
     # ...and the tampering is visible from origins that may see it, so the check has teeth.
     assert not np.allclose(before.loc[~untouched, "p50"], after.loc[~untouched, "p50"])
+
+
+def test_gbm_inputs_are_the_same_from_the_grid_and_from_a_served_request(readings):
+    """Training builds inputs from the whole grid, serving from one request cut at the origin
+    (35 days): equal, bit for bit."""
+    from parking_core.forecasting.correction import request_design
+    from parking_core.forecasting.correction_training import cube_design
+    from parking_core.forecasting.features import Profile, holiday_dates
+
+    cube = readings_to_cube(readings, "Europe/London", 30)
+    holidays = holiday_dates("GB", "ENG", range(2016, 2018)) | {date(2016, 11, 21)}  # one inside, for the rule
+    profile = Profile.fit(cube.lots, cube.rate[:, :40], cube.days[:40])
+    first, last = 45, 50
+    d, _, _, (lot, day, slot) = cube_design(cube, len(cube.days), profile, holidays, first, last, 8)
+    pick = np.arange(0, len(lot), 7)
+    requests = [request_at(cube.lots[lot[i]], 100.0, cube.days[day[i] - 35:], cube.rate[lot[i], day[i] - 35:], 35,
+                           slot[i], 8) for i in pick]
+    served = request_design(requests, profile, holidays, 8)
+    np.testing.assert_array_equal(served.x, d.x[pick])
+    np.testing.assert_array_equal(served.anchor, d.anchor[pick])
+    np.testing.assert_array_equal(served.same_day, d.same_day[pick])
+
+
+def test_gbm_trees_and_onnx_agree(gbm_package, readings):
+    """The exported tree ensemble against scikit-learn on inputs it was not fitted on."""
+    import onnxruntime as ort
+
+    from parking_core.forecasting.correction import FEATURES, flat_inputs
+    from parking_core.forecasting.correction_training import GbmConfig, cube_design, fit_head, trees_to_onnx
+
+    assert gbm_package.metrics["onnx_max_abs_diff"] <= 1e-5
+    cube = readings_to_cube(readings, "Europe/London", 30)
+    head, profile = fit_head(cube, 40, set(), 8, GbmConfig(iterations=30))
+    d, _, _, _ = cube_design(cube, len(cube.days), profile, set(), 40, len(cube.days) - 1, 8)
+    x = flat_inputs(d)
+    session = ort.InferenceSession(trees_to_onnx(head.model, len(FEATURES) + 1), providers=["CPUExecutionProvider"])
+    np.testing.assert_allclose(session.run(None, {"inputs": x})[0][:, 0], head.model.predict(x), atol=1e-5)
+
+
+def test_rolling_origin_never_uses_the_final_fold_for_choices(readings):
+    """Rewrite the final fold's rates: the blend, the band and every choice fold's score stay
+    the same; each fold's model only ever saw the days before it."""
+    from parking_core.forecasting.correction_training import GbmConfig, fold_starts, rolling_origin
+
+    cube = readings_to_cube(readings, "Europe/London", 30)
+    starts = fold_starts(len(cube.days), 4)
+    assert starts == [35, 42, 49, 56] and cube.days[starts[-1]] == date(2016, 11, 29)
+    cfg = GbmConfig(iterations=20)
+    a = rolling_origin(cube, set(), 8, 4, cfg, progress=False)
+    tampered = readings_to_cube(readings, "Europe/London", 30)
+    tampered.rate[:, starts[-1]:] = 1.0 - tampered.rate[:, starts[-1]:]
+    b = rolling_origin(tampered, set(), 8, 4, cfg, progress=False)
+    assert [s.role for s in a.scores] == ["choice", "choice", "choice", "final"]
+    np.testing.assert_array_equal(a.blend.weight, b.blend.weight)
+    np.testing.assert_array_equal(a.blend.offsets, b.blend.offsets)
+    assert [s.mae for s in a.scores[:3]] == [s.mae for s in b.scores[:3]]
+    assert a.scores[3].mae != b.scores[3].mae
+    summary = a.summary()
+    assert summary["final_fold"]["first_day"] == "2016-11-29" and "choice_folds" in summary
+    assert summary["beats_weekly_level"] == (summary["mae"] < summary["weekly_level_mae"])
+
+
+def test_gbm_package_serves_torch_free_with_its_fold_evidence(gbm_package, readings):
+    from parking_core.contracts import Lot
+    from parking_core.forecasting.serve import forecast_from_history
+
+    files = {p.name for p in gbm_package.path.iterdir()}
+    assert files == {"manifest.json", "preprocessing.json", "model.onnx", "metrics.json"}
+    rolling = gbm_package.metrics["rolling_origin"]
+    assert [f["role"] for f in rolling["folds"]] == ["choice", "final"]
+    assert gbm_package.metrics["beats_weekly_level"] == rolling["beats_weekly_level"]
+    lot = Lot(lot_id="Shopping", name="Shopping", capacity=1920, timezone="Europe/London")
+    at = datetime(2016, 11, 22, 15, 10, tzinfo=UTC)
+    history = readings[(readings["lot_id"] == "Shopping") & (readings["observed_at"] <= at)]
+    forecast = forecast_from_history(lot, history, at, gbm_package, gbm_package.forecaster())
+    served_baseline = gbm_package.metrics["serves_baseline"]
+    assert forecast.source == ("baseline:weekly_level" if served_baseline else "model")
+    assert len(forecast.steps) == 8 and all(0 <= s.p10 <= s.p50 <= s.p90 <= 1 for s in forecast.steps)
 
 
 def test_requests_are_cut_at_the_origin(readings):
@@ -151,11 +238,12 @@ def test_backtest_cli(tmp_path):
     result = CliRunner().invoke(
         main,
         ["backtest", "--train", str(train), "--test", str(test), "--horizon", "8", "--out", str(out),
-         "--architectures", "tft", "--max-epochs", "1"],
+         ],
         catch_exceptions=False,
     )
     assert result.exit_code == 0, result.output
     assert "weekly" in result.output and "coverage" in result.output
+    assert "rolling-origin folds at the end of TRAIN" in result.output and " final " in result.output
     pred = pd.read_csv(out)
     assert list(pred.columns) == ["lot_id", "origin", "target", "horizon", "p10", "p50", "p90"]
     origin, target = pd.to_datetime(pred["origin"]), pd.to_datetime(pred["target"])
@@ -188,6 +276,8 @@ def test_backtest_rejects_bad_csv(tmp_path):
     assert r.exit_code != 0 and "missing column(s) Occupancy" in r.output
     r = runner.invoke(main, [*args, "--train", str(good), "--test", str(bad_time)])
     assert r.exit_code != 0 and "line 3" in r.output and "bad timestamp" in r.output
+    r = runner.invoke(main, [*args, "--train", str(good), "--test", str(good)])
+    assert r.exit_code != 0 and "into the test period" in r.output
 
 
 def test_forecast_cli(tft_package, data_dir, monkeypatch):
@@ -308,3 +398,69 @@ def test_evaluation_then_approval_gated_promotion(tft_package, readings, tmp_pat
         promote_if_better(reg, group, v4.version, broken)
     assert reg.production(group).version == 2
     assert "deployment failed" in reg.get(group, 4).promotion["reason"]
+
+
+def test_promotion_floor_refuses_a_model_that_does_not_beat_the_baseline(gbm_package, readings, tmp_path):
+    """Whatever production scored (here: nothing is in production), an approved candidate whose
+    rolling-origin MAE is not below the weekly level-adjusted baseline's is refused, with why."""
+    import json
+    import shutil
+
+    from parking_core.forecasting.package import ModelPackage, file_sha256
+    from parking_core.mlops import evaluate_candidate, promote_if_better
+    from parking_core.registry import ApprovalStatus
+    from parking_core.registry.local import LocalModelRegistry
+
+    # The same package, its metrics saying the folds did not beat the baseline.
+    losing = tmp_path / "losing"
+    shutil.copytree(gbm_package.path, losing)
+    metrics = json.loads((losing / "metrics.json").read_text())
+    metrics["rolling_origin"].update(beats_weekly_level=False, mae=0.0331, weekly_level_mae=0.0320)
+    metrics["beats_weekly_level"] = False
+    (losing / "metrics.json").write_text(json.dumps(metrics))
+    manifest = json.loads((losing / "manifest.json").read_text())
+    manifest["files"]["metrics.json"] = file_sha256(losing / "metrics.json")
+    (losing / "manifest.json").write_text(json.dumps(manifest))
+    candidate = ModelPackage.load(losing)
+
+    cube = readings_to_cube(readings, "Europe/London", 30, spec=candidate.grid)
+    reg = LocalModelRegistry(tmp_path / "registry.sqlite3")
+    deployed: list[int] = []
+    report = evaluate_candidate(candidate, None, cube)
+    assert report["beats_weekly_level"] is False and report["rolling_origin_mae"] == 0.0331
+    v = reg.register("g", str(losing), {}, {"run_id": "r1"})
+    reg.attach_evaluation("g", v.version, report)
+    reg.set_status("g", v.version, ApprovalStatus.APPROVED, "ana")
+    decision = promote_if_better(reg, "g", v.version, lambda ver: deployed.append(ver.version))
+    assert not decision["promoted"] and deployed == [] and reg.production("g") is None
+    reason = reg.get("g", v.version).promotion["reason"]
+    assert "not better than the weekly level-adjusted baseline (0.0331 against 0.0320)" in reason
+    assert ModelPackage.load(losing).is_baseline
+
+    # The real package passes the floor exactly when its folds say it beats the baseline.
+    report = evaluate_candidate(gbm_package, None, cube)
+    assert report["beats_weekly_level"] == gbm_package.metrics["beats_weekly_level"]
+
+
+def test_gbm_inputs_never_see_the_future(readings):
+    """Every input, used by the trees or not: rewrite the raw readings after 12:45 on a test day
+    (and all later days); the inputs of origins before 13:00 are the same, bit for bit."""
+    from parking_core.forecasting.correction_training import cube_design
+    from parking_core.forecasting.features import Profile
+
+    cut = pd.Timestamp("2016-11-28 12:45", tz="Europe/London")
+    tampered = readings.copy()
+    later = tampered["observed_at"] >= cut
+    tampered.loc[later, "occupied"] = tampered.loc[later, "capacity"] - tampered.loc[later, "occupied"]
+    designs = []
+    for frame in (readings, tampered):
+        cube = readings_to_cube(frame, "Europe/London", 30)
+        profile = Profile.fit(cube.lots, cube.rate[:, :40], cube.days[:40])
+        day = cube.day_index(date(2016, 11, 28))
+        d, _, _, (_, _, slot) = cube_design(cube, len(cube.days), profile, set(), day, day, 8)
+        designs.append((d, slot))
+    (a, slot), (b, _) = designs
+    early = slot < 10  # origins 08:00..12:30
+    np.testing.assert_array_equal(a.x[early], b.x[early])
+    np.testing.assert_array_equal(a.anchor[early], b.anchor[early])
+    assert not np.array_equal(a.x[~early], b.x[~early])

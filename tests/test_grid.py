@@ -64,7 +64,10 @@ def test_rates_are_clipped_and_timezone_applied(cube):
 def test_dead_sensor_is_masked_but_a_full_lot_is_not(cube, frame):
     brd = cube.lot_index("BHMEURBRD02")
     day = cube.day_index(date(2016, 11, 9))
-    assert np.isnan(cube.rate[brd, day, :13]).all()  # 19 cars from 08:00 to 14:00, flat
+    # 19 cars from 08:00 to 14:00, flat: masked once the run has lasted 4 hours (from 11:30),
+    # never in hindsight (a forecast at 10:00 could not have known).
+    assert np.isnan(cube.rate[brd, day, 7:13]).all()
+    assert not np.isnan(cube.rate[brd, day, :7]).any()
     # A lot at capacity for hours is full, not broken.
     thl = cube.lot_index("BHMBCCTHL01")
     assert np.nansum(cube.rate[thl] == 1.0) > 10
@@ -117,3 +120,17 @@ def test_the_serving_fast_path_equals_the_training_path_on_every_sample_lot():
                                 last_day=date(2020, 1, 7)).rate[0]
     np.testing.assert_array_equal(got, expected)
     assert got[1, 0] == 0.5 and got[1, 16] == pytest.approx(0.7)
+
+
+def test_grid_up_to_an_origin_does_not_depend_on_later_readings(frame):
+    """Build the grid from the readings of the slots up to an origin (10:00: readings before
+    10:15), and from every reading: equal up to the origin (the dead-sensor mask included)."""
+    last_reading = pd.Timestamp("2016-11-09 10:15", tz="Europe/London")
+    full = readings_to_cube(frame, "Europe/London", 30)
+    cut = readings_to_cube(frame[frame["observed_at"] < last_reading], "Europe/London", 30, spec=full.spec,
+                           lots=full.lots, first_day=full.days[0], last_day=full.days[-1])
+    day = full.day_index(date(2016, 11, 9))
+    known = full.rate[:, : day + 1].copy()
+    known[:, day, full.slot_index(10 * 60) + 1:] = np.nan
+    np.testing.assert_array_equal(np.isnan(known), np.isnan(cut.rate[:, : day + 1]))
+    np.testing.assert_array_equal(np.nan_to_num(known), np.nan_to_num(cut.rate[:, : day + 1]))

@@ -29,6 +29,19 @@ const timeIn = (iso, zone, opts = { dateStyle: "medium", timeStyle: "short" }) =
   new Intl.DateTimeFormat(undefined, { ...opts, timeZone: zone }).format(new Date(iso));
 const hourIn = (iso, zone) => timeIn(iso, zone, { hour: "2-digit", minute: "2-digit" });
 
+// A forecast whose source is "baseline:<name>" comes from a baseline, not the trained model:
+// a lot with too little history, or a package whose model did not beat the weekly
+// level-adjusted baseline on its rolling-origin folds. The label says so.
+function isBaseline(forecast) {
+  return Boolean(forecast && forecast.source && forecast.source.startsWith("baseline:"));
+}
+
+function modelLabel(forecast) {
+  if (!forecast) return "model";
+  if (isBaseline(forecast)) return `baseline forecast (${escapeHtml(forecast.source.slice(9).replace("_", " "))}), not the model`;
+  return forecast.source !== "model" ? `model (${escapeHtml(forecast.source)})` : "model";
+}
+
 function age(iso) {
   const minutes = Math.max(0, (Date.now() - new Date(iso).getTime()) / 60000);
   if (minutes < 90) return `${Math.round(minutes)} min ago`;
@@ -180,12 +193,12 @@ async function lotPage(lotId) {
       <div class="card"><div class="value" id="lot-occupied">${latest ? `${latest.occupied} / ${lot.capacity}` : "–"}</div><div class="label">spaces taken</div></div>
       <div class="card"><div class="value">${latest ? pct(latest.occupancy_rate) : "–"}</div><div class="label">occupancy</div></div>
       <div class="card"><div class="value">${latest ? age(latest.observed_at) : "–"}</div><div class="label">last reading${latest ? ` (${timeIn(latest.observed_at, zone)})` : ""} ${stateBadge(lot)}</div></div>
-      <div class="card"><div class="value" id="model-version">${forecast ? escapeHtml(forecast.model_version) : "–"}</div><div class="label">model${forecast && forecast.source !== "model" ? ` (${escapeHtml(forecast.source)})` : ""}</div></div>
+      <div class="card"><div class="value" id="model-version">${forecast ? escapeHtml(forecast.model_version) : "–"}</div><div class="label" id="model-label">${modelLabel(forecast)}</div></div>
     </div>
     <h2>Last day and the next hours</h2>
     <div class="legend"><span><i style="background:var(--ink)"></i>actual</span><span><i style="background:var(--accent)"></i>forecast (median)</span><span><i style="background:var(--band)"></i>P10–P90</span></div>
     <div id="forecast-chart">${chart({ actual: points.filter((p) => p.t >= dayStart), forecast: steps, zone, label: `occupancy of ${lot.name}, last day and forecast` })}</div>
-    ${forecast ? `<p class="muted">Forecast issued ${timeIn(forecast.issued_at, zone)} by model ${escapeHtml(forecast.model_version)}.</p>
+    ${forecast ? `<p class="muted">Forecast issued ${timeIn(forecast.issued_at, zone)} by ${isBaseline(forecast) ? "a baseline in model package" : "model"} ${escapeHtml(forecast.model_version)}.</p>
     <table aria-label="Forecast per step"><thead><tr><th scope="col">Time</th><th scope="col" class="num">Expected occupancy</th>
       <th scope="col" class="num">P10–P90</th><th scope="col" class="num">Chance of a free space</th></tr></thead><tbody id="forecast-steps">${stepRows}</tbody></table>`
       : '<p class="muted" id="no-forecast">No forecast yet for this car park.</p>'}

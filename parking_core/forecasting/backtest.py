@@ -16,6 +16,7 @@ from tqdm import tqdm
 
 from parking_core.forecasting.baselines import BASELINES, baseline_point_forecasts
 from parking_core.forecasting.grid import Cube
+from parking_core.forecasting.invocation import HISTORY_DAYS
 from parking_core.forecasting.windows import ForecastRequest, request_at, slot_datetime
 
 
@@ -91,8 +92,11 @@ def run_backtest(
         for d in range(max(first, 0), last + 1):
             if np.isnan(history[d]).all():
                 continue  # the lot reported nothing that day: no origins to forecast from
+            # What serving hands the model: the last HISTORY_DAYS days and the origin's.
+            start = max(0, d - HISTORY_DAYS)
             for s in range(slots - 1):
-                req = request_at(lot, float(cube.capacity[li]), cube.days, history, d, s, horizon)
+                req = request_at(lot, float(cube.capacity[li]), cube.days[start:], history[start:], d - start, s,
+                                 horizon)
                 requests.append(req)
                 meta.append((li, d, s))
 
@@ -107,7 +111,7 @@ def run_backtest(
 
     records = []
     for (li, d, s), req, pred in zip(meta, requests, preds, strict=True):
-        base = baseline_point_forecasts(req.history, d, s, horizon)
+        base = baseline_point_forecasts(req.history, req.origin_day, s, horizon)
         day = cube.days[d]
         origin = slot_datetime(day, cube.spec.open_slots[s])
         for h in range(1, min(horizon, slots - 1 - s) + 1):

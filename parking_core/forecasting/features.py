@@ -175,5 +175,36 @@ def holiday_dates(country: str, subdiv: str | None, years: range) -> set[date]:
     return set(holidays_lib.country_holidays(country, subdiv=subdiv, years=list(years)).keys())
 
 
+def holiday_region(timezone: str) -> tuple[str | None, str | None]:
+    """(country, subdivision) whose public holidays a lot in `timezone` keeps: England for
+    Europe/London (Birmingham), else the country the tz database names for the zone, else none."""
+    if timezone == "Europe/London":
+        return "GB", "ENG"
+    try:
+        from importlib.resources import files
+
+        table = files("tzdata").joinpath("zoneinfo", "zone.tab").read_text()
+    except (ImportError, FileNotFoundError, ModuleNotFoundError):
+        return None, None
+    for line in table.splitlines():
+        parts = line.split("\t")
+        if not line.startswith("#") and len(parts) >= 3 and parts[2] == timezone:
+            return parts[0], None
+    return None, None
+
+
+def training_holidays(days: list[date], country: str | None, subdiv: str | None, timezone: str) -> set[date]:
+    """Public holidays over the training days and five years on (serving reads them from the
+    package). country "auto": from the lots' timezone (holiday_region); "" or None: none."""
+    if country == "auto":
+        country, subdiv = holiday_region(timezone)
+    if not country:
+        return set()
+    try:
+        return holiday_dates(country, subdiv, range(days[0].year - 1, days[-1].year + 6))
+    except NotImplementedError:  # a country the holidays package does not know
+        return set()
+
+
 def days_between(first: date, last: date) -> list[date]:
     return [first + timedelta(days=i) for i in range((last - first).days + 1)]

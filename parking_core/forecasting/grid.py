@@ -10,7 +10,9 @@ was trained on. Rules:
 - missing days and slots stay missing (NaN) here; the model's inputs impute them later
   and flag them, and no loss or score is ever computed on an imputed value;
 - the rate is occupied / capacity clipped to [0, 1] (counters overshoot a few percent);
-- a dead sensor, the same non-zero, non-full count for DEAD_AFTER or longer, is masked.
+- a dead sensor, the same non-zero, non-full count for DEAD_AFTER or longer, is masked from
+  the point the run reaches DEAD_AFTER on (never in hindsight: a grid must not depend on
+  readings after the forecast origin).
 """
 
 from __future__ import annotations
@@ -93,15 +95,17 @@ def infer_open_slots(aligned: pd.DataFrame, step_minutes: int) -> tuple[int, ...
 
 
 def mask_dead_sensor(aligned: pd.DataFrame, step_minutes: int) -> pd.DataFrame:
-    """Set rate to NaN where a lot repeats one non-zero, non-full count for DEAD_AFTER or longer."""
+    """Set rate to NaN where a lot has repeated one non-zero, non-full count for DEAD_AFTER or
+    longer up to that point. Causal: whether a point is masked depends on it and the points
+    before it only, so a grid built at a forecast origin and one built later agree up to it."""
     out = aligned.sort_values(["lot_id", "date", "slot"]).reset_index(drop=True)
     if out.empty:
         return out
     min_run = int(DEAD_AFTER / timedelta(minutes=step_minutes))
     counts = out["occupied"].round()
     run_id = ((counts != counts.shift()) | (out["lot_id"] != out["lot_id"].shift())).cumsum()
-    run_len = run_id.map(run_id.value_counts())
-    flat = (run_len >= min_run) & (counts > 0) & (counts < out["capacity"])
+    run_so_far = run_id.groupby(run_id).cumcount() + 1
+    flat = (run_so_far >= min_run) & (counts > 0) & (counts < out["capacity"])
     out.loc[flat, "rate"] = np.nan
     return out
 
@@ -206,13 +210,13 @@ def lot_rates(
     max_capacity = np.zeros(len(keys))
     np.maximum.at(max_capacity, inverse, np.asarray(capacity, dtype=float))
     rates = np.clip(mean_occupied / max_capacity, 0.0, 1.0)
-    # Dead sensor: one non-zero, non-full count repeated over DEAD_AFTER or longer.
+    # Dead sensor: one non-zero, non-full count repeated for DEAD_AFTER or longer so far.
     rounded = np.round(mean_occupied)
-    starts = np.flatnonzero(np.r_[True, rounded[1:] != rounded[:-1]])
-    run_len = np.diff(np.r_[starts, len(rounded)])
-    run_of = np.repeat(run_len, run_len)
+    new_run = np.r_[True, rounded[1:] != rounded[:-1]]
+    starts = np.flatnonzero(new_run)
+    run_so_far = np.arange(len(rounded)) - starts[np.cumsum(new_run) - 1] + 1
     min_run = int(DEAD_AFTER / timedelta(minutes=spec.step_minutes))
-    rates[(run_of >= min_run) & (rounded > 0) & (rounded < max_capacity)] = np.nan
+    rates[(run_so_far >= min_run) & (rounded > 0) & (rounded < max_capacity)] = np.nan
     key_day, key_slot = keys // 1440, keys % 1440
     slot_pos = np.full(1440, -1)
     slot_pos[list(spec.open_slots)] = np.arange(spec.slots_per_day)

@@ -3,9 +3,12 @@
     manifest.json       version, architecture, training window, data hash, code version, file hashes
     preprocessing.json  grid, window spec (column order, categorical codes, target scaling),
                         weekday profile, holidays, baseline intervals: what serving replays
-    model.onnx          the network (onnxruntime; no torch at serving time)
+    model.onnx          the network or the correction trees (onnxruntime; no torch at serving time)
     model.ckpt          the torch weights (pytorch-forecasting checkpoint), for audits and parity
-    metrics.json        validation scores of every candidate, baselines, and the backtest if run
+                        (networks only)
+    metrics.json        rolling-origin fold scores (correction model) or validation scores of
+                        every candidate, baselines, and whether the model beats the weekly
+                        level-adjusted baseline (the promotion floor)
 
 Loading needs numpy and onnxruntime only.
 """
@@ -23,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from parking_core.forecasting.baselines import BASELINES, baseline_point_forecasts
+from parking_core.forecasting.correction import Blend, flat_inputs, request_design
 from parking_core.forecasting.features import Profile
 from parking_core.forecasting.grid import Cube, GridSpec
 from parking_core.forecasting.windows import ForecastRequest, InputSpec, WindowBuilder, decode_quantiles
@@ -116,9 +120,20 @@ class ModelPackage:
 
     @property
     def horizon(self) -> int:
-        return int(self.preprocessing["input_spec"]["horizon"])
+        if "input_spec" in self.preprocessing:
+            return int(self.preprocessing["input_spec"]["horizon"])
+        return int(self.preprocessing["correction"]["horizon"])
+
+    @property
+    def is_baseline(self) -> bool:
+        """True when the package serves the weekly level-adjusted baseline: its rolling-origin
+        MAE did not beat it (the promotion floor), or every blend weight is zero."""
+        rolling = self.metrics.get("rolling_origin")
+        return rolling is not None and not rolling.get("beats_weekly_level", False)
 
     def forecaster(self, threads: int = 1) -> OnnxForecaster:
+        if self.manifest["architecture"] == "gbm":
+            return CorrectionForecaster(self, threads=threads)
         return OnnxForecaster(self, threads=threads)
 
 
@@ -127,23 +142,17 @@ class OnnxForecaster:
     flagged in `sources`, never an error."""
 
     def __init__(self, package: ModelPackage, threads: int = 1):
-        import onnxruntime as ort
-
         pre = package.preprocessing
         self.package = package
-        self.spec = InputSpec.from_dict(pre["input_spec"])
-        self.builder = WindowBuilder(
-            self.spec, Profile.from_dict(pre["profile"]), {date.fromisoformat(d) for d in pre["holidays"]}
-        )
-        self.horizon = self.spec.horizon
+        self.profile = Profile.from_dict(pre["profile"])
+        self.holidays = {date.fromisoformat(d) for d in pre["holidays"]}
+        if "input_spec" in pre:
+            self.spec = InputSpec.from_dict(pre["input_spec"])
+            self.builder = WindowBuilder(self.spec, self.profile, self.holidays)
+            self.horizon = self.spec.horizon
         self.fixed_batch: int | None = pre.get("onnx_fixed_batch")
         self.intervals = pre["baseline_intervals"]
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        self.session = ort.InferenceSession(
-            str(package.path / "model.onnx"), options, providers=["CPUExecutionProvider"]
-        )
+        self.session = _session(package.path / "model.onnx", threads)
         self.sources: list[str] = []
 
     def raw(self, enc_cat, enc_cont, dec_cat, dec_cont) -> np.ndarray:
@@ -160,6 +169,10 @@ class OnnxForecaster:
             out.append(self.session.run(None, dict(zip(_INPUTS, chunk, strict=True)))[0][: self.fixed_batch - pad])
         return np.concatenate(out)
 
+    def model_quantiles(self, requests: Sequence[ForecastRequest]) -> np.ndarray:
+        enc_cat, enc_cont, dec_cat, dec_cont = self.builder.batch(requests)
+        return decode_quantiles(self.raw(enc_cat, enc_cont, dec_cat, dec_cont), enc_cont, dec_cont, self.spec)
+
     def enough_history(self, request: ForecastRequest) -> bool:
         observed_days = int((~np.isnan(request.history)).any(axis=1).sum())
         return observed_days >= MIN_HISTORY_DAYS and request.origin_pos + 1 >= self.spec.encoder_length
@@ -172,7 +185,7 @@ class OnnxForecaster:
         p50 = points[name]
         if np.isnan(p50).all():
             # Nothing observed at all: the weekday profile of all lots.
-            prof = self.builder.profile.overall
+            prof = self.profile.overall
             slots = request.history.shape[1]
             p50 = np.empty(self.horizon, dtype=np.float32)
             for h in range(1, self.horizon + 1):
@@ -194,12 +207,51 @@ class OnnxForecaster:
         sources = ["model"] * len(requests)
         ready = [i for i, r in enumerate(requests) if self.enough_history(r)]
         if ready:
-            enc_cat, enc_cont, dec_cat, dec_cont = self.builder.batch([requests[i] for i in ready])
-            out[ready] = decode_quantiles(self.raw(enc_cat, enc_cont, dec_cat, dec_cont), enc_cont, dec_cont, self.spec)
+            out[ready] = self.model_quantiles([requests[i] for i in ready])
         for i in sorted(set(range(len(requests))) - set(ready)):
             out[i], sources[i] = self.baseline(requests[i])
         self.sources = sources
         return out
+
+
+class CorrectionForecaster(OnnxForecaster):
+    """The correction model (see correction.py): numpy inputs, the trees on onnxruntime, the
+    blend and conformal band from preprocessing.json."""
+
+    def __init__(self, package: ModelPackage, threads: int = 1):
+        super().__init__(package, threads)
+        correction = package.preprocessing["correction"]
+        self.horizon = int(correction["horizon"])
+        self.blend = Blend.from_dict(correction["blend"])
+
+    def enough_history(self, request: ForecastRequest) -> bool:
+        observed_days = int((~np.isnan(request.history)).any(axis=1).sum())
+        return observed_days >= MIN_HISTORY_DAYS
+
+    def raw(self, inputs: np.ndarray) -> np.ndarray:
+        return self.session.run(None, {"inputs": inputs})[0][:, 0]
+
+    def model_quantiles(self, requests: Sequence[ForecastRequest]) -> np.ndarray:
+        d = request_design(requests, self.profile, self.holidays, self.horizon)
+        correction = self.raw(flat_inputs(d)).reshape(d.anchor.shape)
+        return self.blend.quantiles(d, correction)
+
+    def predict(self, requests: Sequence[ForecastRequest]) -> np.ndarray:
+        out = super().predict(requests)
+        if not self.blend.weight.any():
+            # The folds gave the trees no weight: what is served is the weekly level-adjusted
+            # forecast, and the label says so.
+            self.sources = ["baseline:weekly_level" if s == "model" else s for s in self.sources]
+        return out
+
+
+def _session(path: Path, threads: int):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
 def _weekday(request: ForecastRequest, day_index: int) -> int:

@@ -12,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from parking_core.forecasting.backtest import BacktestResult, run_backtest
+from parking_core.forecasting.features import training_holidays
 from parking_core.forecasting.grid import Cube, readings_to_cube
 from parking_core.forecasting.package import ModelPackage
 from parking_core.forecasting.training import TrainConfig
@@ -28,10 +29,24 @@ def train_package(
     progress: bool = True,
 ) -> tuple[ModelPackage, Cube]:
     """Train on every reading given and write the package to out_dir."""
+    cfg = cfg or TrainConfig()
+    cube = readings_to_cube(readings, timezone, step_minutes)
+    if "gbm" in cfg.architectures:
+        if len(cfg.architectures) > 1:
+            raise ValueError("gbm trains on its own; the networks (tft, nhits) are a separate choice")
+        from parking_core.forecasting import correction_training as ct
+
+        if cfg.horizon > cube.spec.slots_per_day:
+            raise ValueError(f"horizon {cfg.horizon} is longer than a day of open slots ({cube.spec.slots_per_day})")
+        holidays = training_holidays(cube.days, cfg.holiday_country, cfg.holiday_subdiv, timezone)
+        result = ct.train_correction(cube, holidays, cfg.horizon, cfg.folds,
+                                     ct.GbmConfig(iterations=cfg.gbm_iterations, half_life_days=cfg.half_life_days,
+                                                  seed=cfg.seed), progress=progress)
+        ct.write_package(result, cube, out_dir, timezone, cfg.to_dict())
+        return ModelPackage.load(out_dir), cube
     from parking_core.forecasting.export import write_package
     from parking_core.forecasting.training import train
 
-    cube = readings_to_cube(readings, timezone, step_minutes)
     result = train(cube, cfg, progress=progress)
     write_package(result, cube, out_dir)
     return ModelPackage.load(out_dir), cube
@@ -57,6 +72,15 @@ class BacktestReport:
             f"{s['best_baseline']}; improvement {s['improvement_vs_best_baseline']:+.1%}; "
             f"P10-P90 coverage {s['coverage_p10_p90']:.1%}"
         )
+        rolling = self.package.metrics.get("rolling_origin")
+        if rolling and rolling.get("folds"):
+            from parking_core.forecasting.correction_training import fold_table
+
+            lines += ["", "rolling-origin folds at the end of TRAIN (each trained only on the days before it):",
+                      fold_table(rolling["folds"])]
+            if not rolling["beats_weekly_level"]:
+                lines.append("the model does not beat the weekly level-adjusted baseline on the folds: "
+                             "promotion would refuse it")
         return "\n".join(lines)
 
 
@@ -75,18 +99,27 @@ def backtest(
     cfg.horizon = horizon
     if test.empty:
         raise ValueError("the test file has no usable readings")
+    # The test walk must never see training rows dated inside the test window: the training
+    # data (its profile, capacities, folds) would then know the test period.
+    first_test_day = _local_first_day(test, timezone)
+    last_train_day = _local_last_day(train, timezone)
+    if last_train_day >= first_test_day:
+        raise ValueError(f"the training data runs to {last_train_day}, into the test period that starts on "
+                         f"{first_test_day}: give readings before the test only")
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(package_dir or tmp) / "model"
         package, train_cube = train_package(train, timezone, step_minutes, out, cfg, progress)
         forecaster = package.forecaster(threads=cfg.threads)
-        first_test_day = _local_first_day(test, timezone)
         lots = sorted(set(train_cube.lots) | set(test["lot_id"]))
-        capacity = pd.concat([train, test]).groupby("lot_id")["capacity"].max().to_dict()
+        # Capacity is what the lot declared before the test: the training readings' maximum, and
+        # for a lot first seen in the test, its first reading's (known at that time).
+        capacity = train.groupby("lot_id")["capacity"].max().to_dict()
+        first_seen = test.sort_values("observed_at").groupby("lot_id")["capacity"].first().to_dict()
+        capacity.update({lot: cap for lot, cap in first_seen.items() if lot not in capacity})
         cube = readings_to_cube(
             pd.concat([train, test], ignore_index=True), timezone, step_minutes, spec=train_cube.spec, lots=lots,
             capacity=capacity,
         )
-        # The test walk must never see train rows dated inside the test window, nor vice versa.
         result = run_backtest(cube, first_test_day, horizon, forecaster, progress=progress)
         if package_dir is None:
             package = ModelPackage(Path("(temporary)"), package.manifest, package.preprocessing, package.metrics)
@@ -96,6 +129,11 @@ def backtest(
 def _local_first_day(frame: pd.DataFrame, timezone: str) -> date:
     local = pd.to_datetime(frame["observed_at"], utc=True).dt.tz_convert(timezone)
     return local.min().date()
+
+
+def _local_last_day(frame: pd.DataFrame, timezone: str) -> date:
+    local = pd.to_datetime(frame["observed_at"], utc=True).dt.tz_convert(timezone)
+    return local.max().date()
 
 
 def parse_local(value: str, timezone: str) -> datetime:

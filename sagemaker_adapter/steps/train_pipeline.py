@@ -31,7 +31,7 @@ def main() -> None:
     hps = hyperparameters()
     channel = Path(os.environ.get("SM_CHANNEL_DATASET", "/opt/ml/input/data/dataset"))
     model_dir = Path(os.environ.get("SM_MODEL_DIR", "/opt/ml/model"))
-    config = TrainConfig.for_pipeline(hps.get("architectures", "tft,nhits"), hps.get("refit", "false"),
+    config = TrainConfig.for_pipeline(hps.get("architectures", "gbm"), hps.get("refit", "false"),
                                       hps.get("val_days", "7"), **{k: hps.get(k) for k in TRAINING_SETTINGS})
     with tempfile.TemporaryDirectory() as tmp:
         # The channel holds the dataset files; the core reads an object store with a dataset/ prefix.
