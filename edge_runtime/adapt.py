@@ -1,0 +1,151 @@
+"""Few-shot adaptation to a new camera, in numpy, on the Pi (no torch).
+
+The ONNX model answers P(taken) and the embedding its linear head reads. An adapter is a new
+logistic head over [embedding / scale, base logit]: it starts as "the base model" (weight 1 on
+the base logit, 0 elsewhere) and moves away from it only as far as the person's labels justify,
+an L2 pull towards that start whose strength is chosen by leave-one-out on those labels. A few
+labels recalibrate (shift, sharpen) the base model; more labels re-weight the features.
+Deterministic (Newton's method, no randomness), well under a second for hundreds of labels.
+
+The adapter is a small JSON file bound to its base model by SHA-256, so it can't silently be
+applied to another model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+
+MIN_PER_CLASS = 3
+STRENGTHS = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0)  # L2 pull towards the base model, per label; LOO picks one
+EPS = 1e-6
+
+
+class AdaptError(ValueError):
+    pass
+
+
+def sha256(path: Path | str) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(np.asarray(p, dtype=np.float64), EPS, 1 - EPS)
+    return np.log(p / (1 - p))
+
+
+def design(embedding: np.ndarray, probabilities: np.ndarray, scale: float) -> np.ndarray:
+    """[N, C + 2]: scaled embedding, the base model's logit, 1 (bias)."""
+    n = len(embedding)
+    return np.hstack([np.asarray(embedding, dtype=np.float64) / scale, logit(probabilities)[:, None], np.ones((n, 1))])
+
+
+def start(dim: int) -> np.ndarray:
+    theta = np.zeros(dim)
+    theta[-2] = 1.0  # the base model's logit, unchanged
+    return theta
+
+
+def newton(x: np.ndarray, y: np.ndarray, weights: np.ndarray, strength: float, iterations: int = 25) -> np.ndarray:
+    """argmin sum_i w_i CE(y_i, sigmoid(x_i theta)) / sum w + strength/2 |theta - theta0|^2 (bias free)."""
+    theta0 = start(x.shape[1])
+    theta = theta0.copy()
+    pull = np.full(x.shape[1], strength)
+    pull[-1] = 0.0  # the bias is free to move
+    w = weights / weights.sum()
+    for _ in range(iterations):
+        p = 1 / (1 + np.exp(-np.clip(x @ theta, -30, 30)))
+        grad = x.T @ (w * (p - y)) + pull * (theta - theta0)
+        hess = (x * (w * p * (1 - p))[:, None]).T @ x + np.diag(pull + 1e-9)
+        step = np.linalg.solve(hess, grad)
+        theta -= step
+        if np.abs(step).max() < 1e-8:
+            break
+    return theta
+
+
+def class_weights(y: np.ndarray) -> np.ndarray:
+    counts = np.bincount(y.astype(int), minlength=2).astype(np.float64)
+    return np.where(y == 1, len(y) / (2 * counts[1]), len(y) / (2 * counts[0]))
+
+
+def check_labels(occupied: np.ndarray) -> None:
+    counts = np.bincount(np.asarray(occupied, dtype=int), minlength=2)
+    if counts.min() == 0:
+        only = "taken" if counts[1] else "free"
+        raise AdaptError(f"all {len(occupied)} labels say {only}: label at least {MIN_PER_CLASS} free and "
+                         f"{MIN_PER_CLASS} taken slots (another frame, another time of day)")
+    if counts.min() < MIN_PER_CLASS:
+        raise AdaptError(f"too few labels: {counts[0]} free and {counts[1]} taken; need at least {MIN_PER_CLASS} "
+                         "of each (20 of each gives the best results)")
+
+
+def fit_head(embedding: np.ndarray, probabilities: np.ndarray, occupied: np.ndarray) -> dict:
+    """The adapter's head from labelled patches (their embeddings and base probabilities)."""
+    y = np.asarray(occupied, dtype=np.float64)
+    check_labels(y)
+    scale = float(np.sqrt(np.mean(np.square(embedding)))) or 1.0  # features of unit size
+    x = design(embedding, probabilities, scale)
+    weights = class_weights(y)
+    loo, right = {}, {}
+    for strength in STRENGTHS:  # leave-one-out on the person's own labels
+        losses, hits = [], 0
+        for i in range(len(y)):
+            keep = np.arange(len(y)) != i
+            theta = newton(x[keep], y[keep], weights[keep], strength)
+            p = 1 / (1 + np.exp(-np.clip(x[i] @ theta, -30, 30)))
+            losses.append(-weights[i] * np.log(max(p if y[i] else 1 - p, EPS)))
+            hits += (p >= 0.5) == bool(y[i])
+        loo[strength], right[strength] = float(np.mean(losses)), hits / len(y)
+    strength = min(STRENGTHS, key=lambda s: (loo[s], -s))  # ties: the stronger pull, nearer the base model
+    theta = newton(x, y, weights, strength)
+    return {"scale": scale, "weights": theta[:-1].tolist(), "bias": float(theta[-1]), "strength": strength,
+            "loo_log_loss": round(loo[strength], 4), "loo_accuracy": round(right[strength], 4)}
+
+
+class Adapter:
+    """A fitted head applied after the ONNX model."""
+
+    def __init__(self, head: dict, base_sha256: str = "", path: Path | None = None):
+        self.scale = float(head["scale"])
+        self.theta = np.array([*head["weights"], head["bias"]], dtype=np.float64)
+        self.base_sha256, self.path = base_sha256, path
+
+    def __call__(self, embedding: np.ndarray, probabilities: np.ndarray) -> np.ndarray:
+        if embedding.shape[1] + 2 != len(self.theta):
+            raise AdaptError(f"adapter expects a {len(self.theta) - 2}-wide embedding, the model gives "
+                             f"{embedding.shape[1]}")
+        z = design(embedding, probabilities, self.scale) @ self.theta
+        return (1 / (1 + np.exp(-np.clip(z, -30, 30)))).astype(np.float32)
+
+    @classmethod
+    def load(cls, path: Path | str) -> Adapter:
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise AdaptError(f"{path}: no such adapter (make one: parkcast-edge adapt)") from None
+        except json.JSONDecodeError as exc:
+            raise AdaptError(f"{path}: not valid JSON ({exc})") from None
+        if not isinstance(data, dict) or data.get("version") != 1 or "head" not in data:
+            raise AdaptError(f'{path}: not a parkcast adapter (expected {{"version": 1, "head": ...}})')
+        try:
+            return cls(data["head"], data.get("base_model", {}).get("sha256", ""), path)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise AdaptError(f"{path}: malformed head ({exc})") from None
+
+
+def write_adapter(path: Path | str, head: dict, base_model: Path, labels: dict) -> dict:
+    document = {"version": 1, "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+                "base_model": {"file": Path(base_model).name, "sha256": sha256(base_model)},
+                "labels": labels, "head": head}
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(document, indent=1))
+    tmp.replace(path)  # never a half-written adapter
+    return document
