@@ -74,7 +74,7 @@ def held_out(name: str, data: dict[str, PatchSet]) -> PatchSet:
     return data[name]
 
 
-def few_shot(classifier: SlotClassifier, test: PatchSet, draws: int) -> dict:
+def few_shot(classifier: SlotClassifier, test: PatchSet, draws: int, dump: Path | None = None) -> dict:
     """Mean and min accuracy after adapting on k labels per class drawn from `test`."""
     probabilities, embedding = [], []
     for i in range(0, len(test), 256):
@@ -82,6 +82,8 @@ def few_shot(classifier: SlotClassifier, test: PatchSet, draws: int) -> dict:
         probabilities.append(p)
         embedding.append(e)
     probabilities, embedding = np.concatenate(probabilities), np.concatenate(embedding)
+    if dump is not None:  # for studying adapters without retraining
+        np.savez(dump, embedding=embedding, probabilities=probabilities, occupied=test.occupied, groups=test.groups)
     out = {}
     for k in SHOTS:
         accuracies = []
@@ -99,7 +101,7 @@ def few_shot(classifier: SlotClassifier, test: PatchSet, draws: int) -> dict:
     return out
 
 
-def run_fold(name: str, config: SlotTrainConfig, draws: int) -> dict:
+def run_fold(name: str, config: SlotTrainConfig, draws: int, dump: Path | None = None) -> dict:
     train_data, test_data = sources(config.load), sources(config.size)
     train = PatchSet.concat("+".join(FOLDS[name]), [train_data[s] for s in FOLDS[name] if train_data[s] is not None])
     test = held_out(name, test_data)
@@ -109,10 +111,11 @@ def run_fold(name: str, config: SlotTrainConfig, draws: int) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         fp32, int8 = export(model, train, Path(tmp), config)
         classifier = SlotClassifier(int8)
+        dump = dump and dump / f"{name}_{config.arch}{config.depth}_{config.pool}.npz"
         result = {"held_out": name, "trained_on": train.name, "arch": config.arch, "train_patches": len(train),
                   "test_patches": len(test), "train_seconds": round(seconds),
                   "int8_kb": round(int8.stat().st_size / 1024), "fp32": evaluate(SlotClassifier(fp32), test),
-                  "int8": evaluate(classifier, test), "adapted": few_shot(classifier, test, draws)}
+                  "int8": evaluate(classifier, test), "adapted": few_shot(classifier, test, draws, dump)}
     return result
 
 
@@ -125,20 +128,23 @@ def main() -> None:
     ap.add_argument("--depth", type=int, default=SlotTrainConfig.depth)
     ap.add_argument("--freeze", type=int, default=SlotTrainConfig.freeze)
     ap.add_argument("--lr", type=float, default=None)
+    ap.add_argument("--pool", default=SlotTrainConfig.pool, choices=["avg", "avgmax", "multi"])
     ap.add_argument("--draws", type=int, default=10, help="random draws per few-shot size")
+    ap.add_argument("--dump", type=Path, default=None, help="folder for each held-out source's embeddings")
     ap.add_argument("--json", type=Path, default=None, help="append each fold's result as a JSON line")
     args = ap.parse_args()
     config = SlotTrainConfig(arch=args.arch, epochs=args.epochs, depth=args.depth, freeze=args.freeze,
+                             pool=args.pool if args.arch == "lite0" else "avg",
                              size=args.size or (64 if args.arch == "lite0" else 48),
-                             learning_rate=args.lr or (2e-3 if args.arch == "lite0" else 3e-3))
+                             learning_rate=args.lr or SlotTrainConfig.learning_rate)
     print(f"slot classifier LOSO ({os.cpu_count()} CPUs, data {DATA}); arch {config.arch}, "
-          f"{config.size} px, depth {config.depth}, freeze {config.freeze}, lr {config.learning_rate}, "
-          f"{config.epochs} epochs, int8 ONNX through the edge code")
+          f"{config.size} px, depth {config.depth}, freeze {config.freeze}, pool {config.pool}, "
+          f"lr {config.learning_rate}, {config.epochs} epochs, int8 ONNX through the edge code")
     head = f"{'held out':<14} {'trained on':<26} {'n':>5} {'fp32':>7} {'int8':>7} " + \
         " ".join(f"{f'k={k} mean/min':>16}" for k in SHOTS)
     print(head)
     for name in args.holdout or list(FOLDS):
-        r = run_fold(name, config, args.draws)
+        r = run_fold(name, config, args.draws, args.dump)
         adapted = " ".join(f"{a['mean']:>8.4f}/{a['min']:.4f}" for a in r["adapted"].values())
         print(f"{name:<14} {r['trained_on']:<26} {r['test_patches']:>5} {r['fp32']['accuracy']:>7.4f} "
               f"{r['int8']['accuracy']:>7.4f} {adapted}   (int8 {r['int8_kb']} KB, confusion "

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 MIN_PER_CLASS = 3
-STRENGTHS = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0)  # L2 pull towards the base model, per label; LOO picks one
+STRENGTHS = (0.0003, 0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0)  # L2 pull towards the base model, per label; LOO picks one
 EPS = 1e-6
 
 
@@ -38,10 +38,11 @@ def logit(p: np.ndarray) -> np.ndarray:
     return np.log(p / (1 - p))
 
 
-def design(embedding: np.ndarray, probabilities: np.ndarray, scale: float) -> np.ndarray:
-    """[N, C + 2]: scaled embedding, the base model's logit, 1 (bias)."""
+def design(embedding: np.ndarray, probabilities: np.ndarray, center: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """[N, C + 2]: standardised embedding, the base model's logit, 1 (bias)."""
     n = len(embedding)
-    return np.hstack([np.asarray(embedding, dtype=np.float64) / scale, logit(probabilities)[:, None], np.ones((n, 1))])
+    z = (np.asarray(embedding, dtype=np.float64) - center) / scale
+    return np.hstack([z, logit(probabilities)[:, None], np.ones((n, 1))])
 
 
 def start(dim: int) -> np.ndarray:
@@ -88,8 +89,11 @@ def fit_head(embedding: np.ndarray, probabilities: np.ndarray, occupied: np.ndar
     """The adapter's head from labelled patches (their embeddings and base probabilities)."""
     y = np.asarray(occupied, dtype=np.float64)
     check_labels(y)
-    scale = float(np.sqrt(np.mean(np.square(embedding)))) or 1.0  # features of unit size
-    x = design(embedding, probabilities, scale)
+    embedding = np.asarray(embedding, dtype=np.float64)
+    center = embedding.mean(axis=0)
+    # Per feature, on the person's labels; a floor so a feature constant on them stays small.
+    scale = np.maximum(embedding.std(axis=0), 0.1 * float(np.sqrt(np.mean(np.square(embedding - center)))) + EPS)
+    x = design(embedding, probabilities, center, scale)
     weights = class_weights(y)
     loo, right = {}, {}
     for strength in STRENGTHS:  # leave-one-out on the person's own labels
@@ -103,7 +107,7 @@ def fit_head(embedding: np.ndarray, probabilities: np.ndarray, occupied: np.ndar
         loo[strength], right[strength] = float(np.mean(losses)), hits / len(y)
     strength = min(STRENGTHS, key=lambda s: (loo[s], -s))  # ties: the stronger pull, nearer the base model
     theta = newton(x, y, weights, strength)
-    return {"scale": scale, "weights": theta[:-1].tolist(), "bias": float(theta[-1]), "strength": strength,
+    return {"center": center.tolist(), "scale": scale.tolist(), "weights": theta[:-1].tolist(), "bias": float(theta[-1]), "strength": strength,
             "loo_log_loss": round(loo[strength], 4), "loo_accuracy": round(right[strength], 4)}
 
 
@@ -111,7 +115,8 @@ class Adapter:
     """A fitted head applied after the ONNX model."""
 
     def __init__(self, head: dict, base_sha256: str = "", path: Path | None = None):
-        self.scale = float(head["scale"])
+        self.center = np.asarray(head["center"], dtype=np.float64)
+        self.scale = np.asarray(head["scale"], dtype=np.float64)
         self.theta = np.array([*head["weights"], head["bias"]], dtype=np.float64)
         self.base_sha256, self.path = base_sha256, path
 
@@ -119,7 +124,7 @@ class Adapter:
         if embedding.shape[1] + 2 != len(self.theta):
             raise AdaptError(f"adapter expects a {len(self.theta) - 2}-wide embedding, the model gives "
                              f"{embedding.shape[1]}")
-        z = design(embedding, probabilities, self.scale) @ self.theta
+        z = design(embedding, probabilities, self.center, self.scale) @ self.theta
         return (1 / (1 + np.exp(-np.clip(z, -30, 30)))).astype(np.float32)
 
     @classmethod

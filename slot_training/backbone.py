@@ -80,6 +80,17 @@ class Lite0Trunk(nn.Module):
             x = block(x)
         return x
 
+    def pooled(self, x, taps: tuple[int, ...]):
+        """Global averages of the outputs of the blocks in `taps` and of the last, concatenated:
+        finer (earlier) and coarser features side by side."""
+        x = F.relu6(self._bn0(self._conv_stem(x * self.scale + self.shift)))
+        out = []
+        for i, block in enumerate(self._blocks):
+            x = block(x)
+            if i in taps:
+                out.append(x.mean((2, 3)))
+        return torch.cat([*out, x.mean((2, 3))], 1)
+
 
 def pretrained_state() -> dict:
     try:
