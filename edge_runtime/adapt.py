@@ -3,7 +3,7 @@
 The ONNX model answers P(taken) and the embedding its linear head reads. An adapter is a new
 logistic head over [embedding / scale, base logit]: it starts as "the base model" (weight 1 on
 the base logit, 0 elsewhere) and moves away from it only as far as the person's labels justify,
-an L2 pull towards that start whose strength is chosen by leave-one-out on those labels. A few
+an L2 pull towards that start whose strength is chosen by 10-fold cross-validation on those labels. A few
 labels recalibrate (shift, sharpen) the base model; more labels re-weight the features.
 Deterministic (Newton's method, no randomness), well under a second for hundreds of labels.
 
@@ -21,7 +21,9 @@ from pathlib import Path
 import numpy as np
 
 MIN_PER_CLASS = 3
-STRENGTHS = (0.0003, 0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0)  # L2 pull towards the base model, per label; LOO picks one
+# L2 pull towards the base model; CV picks one. 1e6: the base model with its threshold moved only.
+STRENGTHS = (0.0003, 0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 1e6)
+CV_FOLDS = 10
 EPS = 1e-6
 
 
@@ -95,20 +97,29 @@ def fit_head(embedding: np.ndarray, probabilities: np.ndarray, occupied: np.ndar
     scale = np.maximum(embedding.std(axis=0), 0.1 * float(np.sqrt(np.mean(np.square(embedding - center)))) + EPS)
     x = design(embedding, probabilities, center, scale)
     weights = class_weights(y)
-    loo, right = {}, {}
-    for strength in STRENGTHS:  # leave-one-out on the person's own labels
-        losses, hits = [], 0
-        for i in range(len(y)):
-            keep = np.arange(len(y)) != i
-            theta = newton(x[keep], y[keep], weights[keep], strength)
-            p = 1 / (1 + np.exp(-np.clip(x[i] @ theta, -30, 30)))
-            losses.append(-weights[i] * np.log(max(p if y[i] else 1 - p, EPS)))
-            hits += (p >= 0.5) == bool(y[i])
-        loo[strength], right[strength] = float(np.mean(losses)), hits / len(y)
-    strength = min(STRENGTHS, key=lambda s: (loo[s], -s))  # ties: the stronger pull, nearer the base model
-    theta = newton(x, y, weights, strength)
-    return {"center": center.tolist(), "scale": scale.tolist(), "weights": theta[:-1].tolist(), "bias": float(theta[-1]), "strength": strength,
-            "loo_log_loss": round(loo[strength], 4), "loo_accuracy": round(right[strength], 4)}
+    folds = np.arange(len(y)) % min(len(y), CV_FOLDS)  # deterministic: every k-th label
+    cv, right = {}, {}
+    for strength in STRENGTHS:  # cross-validation on the person's own labels
+        losses, hits = np.zeros(len(y)), 0
+        for fold in np.unique(folds):
+            out = folds == fold
+            theta = newton(x[~out], y[~out], weights[~out], strength)
+            p = 1 / (1 + np.exp(-np.clip(x[out] @ theta, -30, 30)))
+            losses[out] = -weights[out] * np.log(np.maximum(np.where(y[out] == 1, p, 1 - p), EPS))
+            hits += int(((p >= 0.5) == (y[out] == 1)).sum())
+        cv[strength], right[strength] = float(losses.mean()), hits / len(y)
+    base = float(((x[:, -2] > 0) == (y == 1)).mean())
+    if base == 1.0 or max(right.values()) < base:
+        # Do no harm: the model as trained gets every label right, or nothing fitted on these labels
+        # predicts held-out ones as well as it does: the adapter keeps it as it is.
+        strength, theta = None, start(x.shape[1])
+    else:
+        strength = min(STRENGTHS, key=lambda s: (cv[s], -s))  # ties: the stronger pull, nearer the base
+        theta = newton(x, y, weights, strength)
+    return {"center": center.tolist(), "scale": scale.tolist(), "weights": theta[:-1].tolist(),
+            "bias": float(theta[-1]), "strength": strength,
+            "cv_log_loss": round(cv[strength], 4) if strength else None, "base_accuracy": round(base, 4),
+            "cv_accuracy": round(right[strength] if strength else base, 4)}
 
 
 class Adapter:

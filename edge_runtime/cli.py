@@ -125,9 +125,11 @@ def adapt(labels_paths: tuple[Path, ...], out: Path, model: Path | None) -> None
     except (AdaptError, ValueError, OSError) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(json.dumps(result))
-    click.echo(f"adapter written to {out}: on your {result['n']} labels the base model scores "
-               f"{result['base_accuracy']:.3f}, leave-one-out with the adapter {result['loo_accuracy']:.3f}; "
-               f'set adapter = "{out}" in edge.toml', err=True)
+    verdict = ("the model already agrees with your labels: the adapter keeps it as trained"
+               if result["strength"] is None else
+               f"cross-validated with the adapter {result['cv_accuracy']:.3f}")
+    click.echo(f"adapter written to {out}: on your {result['n']} labels the model scores "
+               f"{result['base_accuracy']:.3f}; {verdict}; set adapter = \"{out}\" in edge.toml", err=True)
 
 
 @main.command("eval")

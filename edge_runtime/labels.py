@@ -74,6 +74,5 @@ def adapt_from_labels(labels_paths: list[Path], classifier, out: Path) -> dict:
     head = fit_head(embedding, probabilities, occupied)
     counts = {"free": int((~occupied).sum()), "taken": int(occupied.sum())}
     write_adapter(out, head, classifier.path, counts | {"files": [str(p) for p in labels_paths]})
-    base = float(((probabilities >= 0.5) == occupied).mean())
-    return {"n": len(rows), **counts, "base_accuracy": round(base, 4), "loo_accuracy": head["loo_accuracy"],
+    return {"n": len(rows), **counts, "base_accuracy": head["base_accuracy"], "cv_accuracy": head["cv_accuracy"],
             "strength": head["strength"], "out": str(out), "min_per_class": MIN_PER_CLASS}

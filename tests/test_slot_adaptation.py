@@ -33,7 +33,7 @@ def test_adapter_corrects_a_wrong_base_model_deterministically():
     test_embedding, test_y = clusters(400, seed=1)
     adapted = Adapter(head)(test_embedding, np.full(len(test_y), 0.8, dtype=np.float32))
     assert ((adapted >= 0.5) == test_y).mean() >= 0.95  # the base model scores 0.5
-    assert head["loo_accuracy"] >= 0.9
+    assert head["cv_accuracy"] >= 0.9
 
 
 @pytest.mark.parametrize(("taken", "free", "message"), [
