@@ -82,21 +82,27 @@ def few_shot(classifier: SlotClassifier, test: PatchSet, draws: int, dump: Path 
         probabilities.append(p)
         embedding.append(e)
     probabilities, embedding = np.concatenate(probabilities), np.concatenate(embedding)
-    if dump is not None:  # for studying adapters without retraining
+    if dump is not None:  # for studying adapters without retraining (--adapt-only)
         np.savez(dump, embedding=embedding, probabilities=probabilities, occupied=test.occupied, groups=test.groups)
+    return adapted_accuracy(embedding, probabilities, test.occupied, draws)
+
+
+def adapted_accuracy(embedding: np.ndarray, probabilities: np.ndarray, occupied: np.ndarray, draws: int) -> dict:
+    """Per k: mean and worst accuracy, over `draws` random draws of k labels per class, of the
+    adapter fitted on them (as `parkcast-edge adapt` does), on the other patches."""
     out = {}
     for k in SHOTS:
         accuracies = []
         for seed in range(draws):
             rng = np.random.default_rng(seed)
-            pick = np.concatenate([rng.choice(np.flatnonzero(test.occupied == c), k, replace=False) for c in (0, 1)])
-            rest = np.setdiff1d(np.arange(len(test)), pick)
+            pick = np.concatenate([rng.choice(np.flatnonzero(occupied == c), k, replace=False) for c in (0, 1)])
+            rest = np.setdiff1d(np.arange(len(occupied)), pick)
             try:
-                adapter = Adapter(fit_head(embedding[pick], probabilities[pick], test.occupied[pick]))
+                adapter = Adapter(fit_head(embedding[pick], probabilities[pick], occupied[pick]))
             except AdaptError:
                 continue
             predicted = adapter(embedding[rest], probabilities[rest]) >= 0.5
-            accuracies.append(scores(test.occupied[rest], predicted)["accuracy"])
+            accuracies.append(scores(occupied[rest], predicted)["accuracy"])
         out[k] = {"mean": round(float(np.mean(accuracies)), 4), "min": round(float(np.min(accuracies)), 4)}
     return out
 
@@ -131,6 +137,8 @@ def main() -> None:
     ap.add_argument("--pool", default=SlotTrainConfig.pool, choices=["avg", "avgmax", "multi"])
     ap.add_argument("--draws", type=int, default=10, help="random draws per few-shot size")
     ap.add_argument("--dump", type=Path, default=None, help="folder for each held-out source's embeddings")
+    ap.add_argument("--adapt-only", type=Path, default=None,
+                    help="recompute the adaptation columns from a --dump folder and a --json file (no training)")
     ap.add_argument("--json", type=Path, default=None, help="append each fold's result as a JSON line")
     args = ap.parse_args()
     config = SlotTrainConfig(arch=args.arch, epochs=args.epochs, depth=args.depth, freeze=args.freeze,
@@ -143,8 +151,16 @@ def main() -> None:
     head = f"{'held out':<14} {'trained on':<26} {'n':>5} {'fp32':>7} {'int8':>7} " + \
         " ".join(f"{f'k={k} mean/min':>16}" for k in SHOTS)
     print(head)
+    if args.adapt_only:
+        rows = [json.loads(line) for line in args.json.read_text().splitlines() if line.strip()]
+        args.json.write_text("")
     for name in args.holdout or list(FOLDS):
-        r = run_fold(name, config, args.draws, args.dump)
+        if args.adapt_only:
+            r = next(row for row in rows if row["held_out"] == name)
+            saved = np.load(args.adapt_only / f"{name}_{config.arch}{config.depth}_{config.pool}.npz")
+            r["adapted"] = adapted_accuracy(saved["embedding"], saved["probabilities"], saved["occupied"], args.draws)
+        else:
+            r = run_fold(name, config, args.draws, args.dump)
         adapted = " ".join(f"{a['mean']:>8.4f}/{a['min']:.4f}" for a in r["adapted"].values())
         print(f"{name:<14} {r['trained_on']:<26} {r['test_patches']:>5} {r['fp32']['accuracy']:>7.4f} "
               f"{r['int8']['accuracy']:>7.4f} {adapted}   (int8 {r['int8_kb']} KB, confusion "

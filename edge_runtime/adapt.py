@@ -40,6 +40,10 @@ def logit(p: np.ndarray) -> np.ndarray:
     return np.log(p / (1 - p))
 
 
+def sigmoid(z: np.ndarray) -> np.ndarray:
+    return 1 / (1 + np.exp(-np.clip(z, -30, 30)))
+
+
 def design(embedding: np.ndarray, probabilities: np.ndarray, center: np.ndarray, scale: np.ndarray) -> np.ndarray:
     """[N, C + 2]: standardised embedding, the base model's logit, 1 (bias)."""
     n = len(embedding)
@@ -61,7 +65,7 @@ def newton(x: np.ndarray, y: np.ndarray, weights: np.ndarray, strength: float, i
     pull[-1] = 0.0  # the bias is free to move
     w = weights / weights.sum()
     for _ in range(iterations):
-        p = 1 / (1 + np.exp(-np.clip(x @ theta, -30, 30)))
+        p = sigmoid(x @ theta)
         grad = x.T @ (w * (p - y)) + pull * (theta - theta0)
         hess = (x * (w * p * (1 - p))[:, None]).T @ x + np.diag(pull + 1e-9)
         step = np.linalg.solve(hess, grad)
@@ -104,7 +108,7 @@ def fit_head(embedding: np.ndarray, probabilities: np.ndarray, occupied: np.ndar
         for fold in np.unique(folds):
             out = folds == fold
             theta = newton(x[~out], y[~out], weights[~out], strength)
-            p = 1 / (1 + np.exp(-np.clip(x[out] @ theta, -30, 30)))
+            p = sigmoid(x[out] @ theta)
             losses[out] = -weights[out] * np.log(np.maximum(np.where(y[out] == 1, p, 1 - p), EPS))
             hits += int(((p >= 0.5) == (y[out] == 1)).sum())
         cv[strength], right[strength] = float(losses.mean()), hits / len(y)
@@ -136,7 +140,7 @@ class Adapter:
             raise AdaptError(f"adapter expects a {len(self.theta) - 2}-wide embedding, the model gives "
                              f"{embedding.shape[1]}")
         z = design(embedding, probabilities, self.center, self.scale) @ self.theta
-        return (1 / (1 + np.exp(-np.clip(z, -30, 30)))).astype(np.float32)
+        return sigmoid(z).astype(np.float32)
 
     @classmethod
     def load(cls, path: Path | str) -> Adapter:
