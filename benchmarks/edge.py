@@ -84,7 +84,7 @@ def main() -> None:
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})  # one core
     slot_map = load_slot_map(PKLOT / "2012-09-11_15_16_58.xml")
-    batch = crop_all(Image.open(PKLOT / "2012-09-11_15_16_58.jpg"), slot_map)
+    batch = crop_all(Image.open(PKLOT / "2012-09-11_15_16_58.jpg"), slot_map, SlotClassifier().size)
     rows = [(name, (MODELS / f).stat().st_size / 1024, throughput(MODELS / f, batch, args.seconds))
             for name, f in (("fp32", "slot_classifier.onnx"), ("int8", "slot_classifier.int8.onnx"))]
     latency = frame_latency(60)

@@ -1,5 +1,6 @@
-"""The slot classifier at the edge: an ONNX model (fp32 or int8) taking [N, 3, 48, 48]
-normalised patches and answering P(occupied) per patch. onnxruntime only."""
+"""The slot classifier at the edge: an ONNX model (fp32 or int8) taking [N, 3, S, S] normalised
+patches (S read from the model) and answering P(occupied) per patch, optionally through an
+adapter fitted to this camera (edge_runtime.adapt). onnxruntime only."""
 
 from __future__ import annotations
 
@@ -7,12 +8,14 @@ from pathlib import Path
 
 import numpy as np
 
+from edge_runtime.adapt import Adapter, AdaptError, sha256
+
 MODELS = Path(__file__).resolve().parent / "models"
 DEFAULT_MODEL = MODELS / "slot_classifier.int8.onnx"
 
 
 class SlotClassifier:
-    def __init__(self, model: Path | str | None = None, threads: int = 1):
+    def __init__(self, model: Path | str | None = None, threads: int = 1, adapter: Path | str | None = None):
         import onnxruntime as ort
 
         self.path = Path(model or DEFAULT_MODEL)
@@ -22,10 +25,29 @@ class SlotClassifier:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         self.session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
-        self.input = self.session.get_inputs()[0].name
+        inputs = self.session.get_inputs()[0]
+        self.input = inputs.name
+        self.size = int(inputs.shape[-1]) if isinstance(inputs.shape[-1], int) else 48
+        self.has_embedding = len(self.session.get_outputs()) > 1
+        self.adapter = Adapter.load(adapter) if adapter else None
+        if self.adapter is not None:
+            if not self.has_embedding:
+                raise AdaptError(f"{self.path} has no embedding output: adapters need a model trained by "
+                                 "`parkcast train-slots` (probabilities + embedding)")
+            if self.adapter.base_sha256 and self.adapter.base_sha256 != sha256(self.path):
+                raise AdaptError(f"{self.adapter.path} was fitted to another model than {self.path}: "
+                                 "run `parkcast-edge adapt` again with this model")
+
+    def outputs(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """The base model's P(taken) [N] and its embedding [N, C] (None for a model without one)."""
+        if len(batch) == 0:
+            return np.empty(0, dtype=np.float32), None
+        out = self.session.run(None, {self.input: batch})
+        return out[0][:, 1], (out[1] if self.has_embedding else None)
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
-        """[N] probability that each slot is occupied."""
-        if len(batch) == 0:
-            return np.empty(0, dtype=np.float32)
-        return self.session.run(None, {self.input: batch})[0][:, 1]
+        """[N] probability that each slot is occupied (adapted to this camera when an adapter is set)."""
+        probabilities, embedding = self.outputs(batch)
+        if self.adapter is None or len(probabilities) == 0:
+            return probabilities
+        return self.adapter(embedding, probabilities)

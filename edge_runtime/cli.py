@@ -1,5 +1,6 @@
 """parkcast-edge: run the daemon, classify one frame (with an overlay picture), evaluate a
-labelled patch set."""
+labelled patch set, and adapt the model to a new camera: `label` cuts a frame's slots out with
+the model's guesses for a person to correct, `adapt` fits an adapter on those labels."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ def main() -> None:
 @click.option("--log-level", default="INFO", show_default=True)
 def run(config_path: Path, log_level: str) -> None:
     """Watch the car park and report readings until stopped (SIGTERM / Ctrl-C)."""
+    from edge_runtime.adapt import AdaptError
     from edge_runtime.config import load_config
     from edge_runtime.daemon import Daemon, setup_logging
     from edge_runtime.slotmap import SlotMapError
@@ -29,7 +31,7 @@ def run(config_path: Path, log_level: str) -> None:
     setup_logging(log_level)
     try:
         daemon = Daemon(load_config(config_path))
-    except (ConfigError, SlotMapError, FileNotFoundError) as exc:
+    except (ConfigError, SlotMapError, AdaptError, FileNotFoundError) as exc:
         click.echo(f"parkcast-edge: {exc}", err=True)
         sys.exit(2)
     sys.exit(daemon.run())
@@ -40,23 +42,18 @@ def run(config_path: Path, log_level: str) -> None:
 @click.option("--slots", "slots_path", required=True, type=click.Path(path_type=Path), help="slot map: .xml/.csv/.json")
 @click.option("--overlay", type=click.Path(dir_okay=False, path_type=Path), default=None, help="write OUT.png")
 @click.option("--model", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None)
+@click.option("--adapter", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="adapter from `parkcast-edge adapt`")
 @click.option("--threshold", type=float, default=0.5, show_default=True)
-def classify(frame: Path, slots_path: Path, overlay: Path | None, model: Path | None, threshold: float) -> None:
+def classify(frame: Path, slots_path: Path, overlay: Path | None, model: Path | None, adapter: Path | None,
+             threshold: float) -> None:
     """Per-slot states and the count of one frame, as JSON; --overlay draws free green, taken red."""
-    from PIL import Image
-
-    from edge_runtime.classifier import SlotClassifier
     from edge_runtime.overlay import draw_overlay
     from edge_runtime.preprocess import crop_all
-    from edge_runtime.slotmap import SlotMapError, load_slot_map, validate
 
-    try:
-        slot_map = load_slot_map(slots_path, frame.name)
-        image = Image.open(frame).convert("RGB")
-        validate(slot_map, image.size)
-    except (SlotMapError, OSError) as exc:
-        raise click.ClickException(str(exc)) from None
-    probabilities = SlotClassifier(model).predict(crop_all(image, slot_map))
+    image, slot_map = _frame_and_map(frame, slots_path)
+    classifier = _classifier(model, adapter)
+    probabilities = classifier.predict(crop_all(image, slot_map, classifier.size))
     states = probabilities >= threshold
     if overlay:
         draw_overlay(image, slot_map, states, probabilities).save(overlay)
@@ -67,18 +64,87 @@ def classify(frame: Path, slots_path: Path, overlay: Path | None, model: Path | 
     }, indent=1))
 
 
+def _frame_and_map(frame: Path, slots_path: Path):
+    from PIL import Image
+
+    from edge_runtime.slotmap import SlotMapError, load_slot_map, validate
+
+    try:
+        slot_map = load_slot_map(slots_path, frame.name)
+        image = Image.open(frame).convert("RGB")
+        validate(slot_map, image.size)
+    except (SlotMapError, OSError) as exc:
+        raise click.ClickException(str(exc)) from None
+    return image, slot_map
+
+
+def _classifier(model: Path | None, adapter: Path | None = None):
+    from edge_runtime.adapt import AdaptError
+    from edge_runtime.classifier import SlotClassifier
+
+    try:
+        return SlotClassifier(model, adapter=adapter)
+    except (AdaptError, FileNotFoundError) as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@main.command()
+@click.option("--frame", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--slots", "slots_path", required=True, type=click.Path(path_type=Path), help="slot map: .xml/.csv/.json")
+@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="folder for the patches, labels.csv and overlay PNGs (several frames may share it)")
+@click.option("--model", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None)
+@click.option("--adapter", type=click.Path(dir_okay=False, path_type=Path), default=None)
+def label(frame: Path, slots_path: Path, out: Path, model: Path | None, adapter: Path | None) -> None:
+    """Cut a frame's slots out for labelling: OUT/patches/*.png (exactly what the model sees),
+    OUT/labels.csv pre-filled with the model's guesses (correct the `occupied` column: 1 taken,
+    0 free; delete a row to leave a slot out) and OUT/<frame>.overlay.png with slot ids."""
+    from edge_runtime.labels import write_label_set
+
+    image, slot_map = _frame_and_map(frame, slots_path)
+    result = write_label_set(image, frame.stem, slot_map, _classifier(model, adapter), out)
+    click.echo(json.dumps(result))
+    click.echo(f"correct {result['labels']} (occupied: 1 taken, 0 free), using {result['overlay']} to find "
+               "each slot id; then: parkcast-edge adapt --labels LABELS --out adapter.json", err=True)
+
+
+@main.command()
+@click.option("--labels", "labels_paths", required=True, multiple=True,
+              type=click.Path(exists=True, dir_okay=False, path_type=Path), help="labels.csv (repeatable)")
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="adapter .json")
+@click.option("--model", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="base model (default: the packaged int8 model)")
+def adapt(labels_paths: tuple[Path, ...], out: Path, model: Path | None) -> None:
+    """Fit this camera's adapter on corrected labels (numpy, seconds, deterministic); the daemon
+    uses it when edge.toml says `adapter = "OUT"`."""
+    from edge_runtime.adapt import AdaptError
+    from edge_runtime.labels import adapt_from_labels
+
+    try:
+        result = adapt_from_labels(list(labels_paths), _classifier(model), out)
+    except (AdaptError, ValueError, OSError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(json.dumps(result))
+    verdict = ("the model already agrees with your labels: the adapter keeps it as trained"
+               if result["strength"] is None else
+               f"cross-validated with the adapter {result['cv_accuracy']:.3f}")
+    click.echo(f"adapter written to {out}: on your {result['n']} labels the model scores "
+               f"{result['base_accuracy']:.3f}; {verdict}; set adapter = \"{out}\" in edge.toml", err=True)
+
+
 @main.command("eval")
 @click.option("--labels", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="CSV with path,occupied (paths relative to the CSV)")
 @click.option("--model", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None)
+@click.option("--adapter", type=click.Path(dir_okay=False, path_type=Path), default=None)
 @click.option("--split", default=None, help="only rows whose split column has this value")
-def evaluate(labels: Path, model: Path | None, split: str | None) -> None:
+def evaluate(labels: Path, model: Path | None, adapter: Path | None, split: str | None) -> None:
     """Accuracy, precision, recall, F1 and the confusion matrix on a labelled patch set."""
-    from edge_runtime.classifier import SlotClassifier
     from edge_runtime.evaluate import evaluate_patches
 
+    classifier = _classifier(model, adapter)
     try:
-        result = evaluate_patches(SlotClassifier(model), labels, split=split)
+        result = evaluate_patches(classifier, labels, split=split)
     except (ValueError, OSError) as exc:
         raise click.ClickException(str(exc)) from None
     (tn, fp), (fn, tp) = result["confusion"]

@@ -60,7 +60,8 @@ class Daemon:
         # Everything that can be wrong in the configuration fails here, before the loop.
         self.slot_map = load_slot_map(config.slot_map, config.frame or None)
         self.api_key = config.key()
-        self.classifier = SlotClassifier(config.model or None, threads=config.threads)
+        self.classifier = SlotClassifier(config.model or None, threads=config.threads,
+                                         adapter=config.adapter or None)
         self.source = open_source(config.source.kind, config.source.path, config.source.loop)
         s = config.smoothing
         self.smoother = Smoother(len(self.slot_map.slots), s.alpha, s.on, s.off)
@@ -83,7 +84,7 @@ class Daemon:
         if not self.checked_frame_size:
             validate(self.slot_map, frame.size)  # a slot map for another camera fails loudly
             self.checked_frame_size = True
-        probabilities = self.classifier.predict(crop_all(frame, self.slot_map))
+        probabilities = self.classifier.predict(crop_all(frame, self.slot_map, self.classifier.size))
         states = self.smoother.update(probabilities)
         now = self.clock()
         self.last_frame_at = now
@@ -158,6 +159,7 @@ class Daemon:
         uploader.start()
         log.info("started", extra={"lot": self.config.lot_id, "device": self.config.device_id,
                                    "slots": len(self.slot_map.slots), "model": str(self.classifier.path),
+                                   "adapter": self.config.adapter or None,
                                    "source": self.config.source.kind})
         try:
             while not self.stopping.is_set():

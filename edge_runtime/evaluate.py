@@ -54,7 +54,7 @@ def evaluate_patches(classifier, labels_csv: Path, threshold: float = 0.5, batch
     probs = []
     for start in range(0, len(rows), batch):
         patches = [Image.open(path) for path, _ in rows[start : start + batch]]
-        probs.append(classifier.predict(to_array(patches)))
+        probs.append(classifier.predict(to_array(patches, classifier.size)))
     return scores([o for _, o in rows], np.concatenate(probs) >= threshold)
 
 
@@ -62,7 +62,7 @@ def evaluate_frames(classifier, frames: list[tuple[Path, object]], threshold: fl
     """frames: (image path, SlotMap with labels); unlabelled slots are left out."""
     truth, predicted = [], []
     for image, slot_map in frames:
-        probs = classifier.predict(crop_all(Image.open(image), slot_map))
+        probs = classifier.predict(crop_all(Image.open(image), slot_map, classifier.size))
         for slot, prob in zip(slot_map.slots, probs, strict=True):
             if slot.occupied is not None:
                 truth.append(slot.occupied)

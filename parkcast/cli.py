@@ -432,26 +432,32 @@ def pipeline_run(force_retrain: bool, architectures: str | None, max_epochs: int
 @main.command("train-slots")
 @click.option("--labels", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               default=REPO / "data/sample/slots/cnrpark_camA/labels.csv", show_default=True,
-              help="CSV with path, occupied, split (train / val)")
-@click.option("--frames", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="patch CSV with path, occupied, split (train rows are trained on, val rows checked)")
+@click.option("--frames", "frame_dirs", multiple=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
+              default=[REPO / "data/sample/slots/pklot_pucpr_more/labeled"], show_default=True,
+              help="labelled frames (+ PKLot XML) to train on (repeatable)")
+@click.option("--check-frames", type=click.Path(exists=True, file_okay=False, path_type=Path),
               default=REPO / "data/sample/slots/pklot_pucpr_frames/labeled", show_default=True,
-              help="labelled frames (+ PKLot XML) of another lot, for evaluation only")
+              help="labelled frames never trained on, to check the model")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=REPO / "edge_runtime/models",
               show_default=True)
-@click.option("--epochs", type=int, default=30, show_default=True)
-def train_slots(labels: Path, frames: Path, out: Path, epochs: int) -> None:
+@click.option("--epochs", type=int, default=None, help="default: the training config's")
+@click.option("--loso", type=click.Path(dir_okay=False, path_type=Path), default=REPO / "docs/slots-loso.jsonl",
+              show_default=True, help="results of benchmarks/slots.py --json, for the model card")
+def train_slots(labels: Path, frame_dirs: tuple[Path, ...], check_frames: Path, out: Path, epochs: int | None,
+                loso: Path) -> None:
     """Train the edge's slot classifier (ONNX fp32 + int8, metrics.json, MODEL_CARD.md)."""
-    from edge_runtime.slotmap import load_slot_map
-    from slot_training.training import SlotTrainConfig, model_card, train_slot_classifier
+    from slot_training.training import SlotTrainConfig, model_card, train_from_data
 
     logging.getLogger("parkcast.slots").setLevel(logging.INFO)
-    external = [(xml.with_suffix(".jpg"), load_slot_map(xml)) for xml in sorted(frames.glob("*.xml"))]
-    metrics = train_slot_classifier(labels, out, SlotTrainConfig(epochs=epochs), external)
-    (out / "MODEL_CARD.md").write_text(model_card(metrics))
+    config = SlotTrainConfig() if epochs is None else SlotTrainConfig(epochs=epochs)
+    metrics = train_from_data(labels, list(frame_dirs), check_frames, out, config)
+    results = [json.loads(line) for line in loso.read_text().splitlines() if line.strip()] if loso.exists() else None
+    (out / "MODEL_CARD.md").write_text(model_card(metrics, results))
     for name in ("fp32", "int8"):
         m = metrics[name]
-        click.echo(f"{name}: {m['size_bytes'] / 1024:.0f} KB, val accuracy {m['val']['accuracy']:.4f}, "
-                   f"external frames {m.get('external_frames', {}).get('accuracy', float('nan')):.4f}")
+        click.echo(f"{name}: {m['size_bytes'] / 1024:.0f} KB, "
+                   + ", ".join(f"{check} accuracy {m[check]['accuracy']:.4f}" for check in metrics["checks"]))
 
 
 def _add_sagemaker_commands() -> None:

