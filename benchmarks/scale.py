@@ -166,6 +166,9 @@ def measure(lots: int, days: int, train_batches: int, tmp: Path) -> Row:
     # (dataset windows, model set-up, validation, selection) that a full run pays once.
     budgets = {}
     with PeakRss() as rss:
+        # Warm-up (imports, kernels, allocator); untimed, as a daily run pays it once per process.
+        train(cube, TrainConfig(architectures=("tft",), max_epochs=1, limit_train_batches=1, refit=False),
+              progress=False)
         for batches in (2, train_batches):
             cfg = TrainConfig(architectures=("tft",), max_epochs=1, limit_train_batches=batches, refit=False)
             start = time.perf_counter()
