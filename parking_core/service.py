@@ -116,9 +116,9 @@ def invalid_from_pydantic(exc: ValidationError, prefix: tuple[Any, ...] = (), dr
 MAX_BODY_BYTES = 1 << 20
 
 
-def parse_json_body(body: bytes | str) -> Any:
-    if len(body) > MAX_BODY_BYTES:
-        raise PayloadTooLarge(f"body larger than {MAX_BODY_BYTES} bytes", [FieldError("body", "too large")])
+def parse_json_body(body: bytes | str, max_bytes: int = MAX_BODY_BYTES) -> Any:
+    if len(body) > max_bytes:
+        raise PayloadTooLarge(f"body larger than {max_bytes} bytes", [FieldError("body", "too large")])
     try:
         return json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:

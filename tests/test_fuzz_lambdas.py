@@ -73,8 +73,6 @@ def events(draw):
 
 @pytest.fixture(scope="module")
 def handlers(tmp_path_factory):
-    import os
-
     from parking_core.aws.runtime import runtime
 
     data = tmp_path_factory.mktemp("lambda-fuzz")
@@ -85,16 +83,12 @@ def handlers(tmp_path_factory):
     store.close()
     env = {"PARKCAST_STORE": "sqlite", "PARKCAST_DATA_DIR": str(data), "PARKCAST_PREDICTOR": "none",
            "PARKCAST_REGISTRY": "local", "PARKCAST_OBJECT_STORE_URL": (data / "objects").as_uri()}
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in env.items():
+            patch.setenv(name, value)
+        runtime.cache_clear()
+        yield {"read": load_handler("read_api"), "ingest": load_handler("run_prediction_trigger")}, key, data
     runtime.cache_clear()
-    yield {"read": load_handler("read_api"), "ingest": load_handler("run_prediction_trigger")}, key, data
-    runtime.cache_clear()
-    for k, v in saved.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
 
 
 @settings(max_examples=400, deadline=None, derandomize=True,

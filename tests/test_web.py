@@ -4,6 +4,7 @@ real API and forecast endpoint on loopback, with the sample data."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 from datetime import timedelta
 from pathlib import Path
@@ -96,8 +97,10 @@ def test_overview_shows_the_apis_numbers_and_updates_live(system, browser, tmp_p
     answer = post_reading(api, store, key, 30, 1234)
     assert answer["forecasts"][0]["status"] == "ok"
     shopping = page.locator('tr[data-lot="Shopping"] .occupied')
-    page.wait_for_function("document.querySelector('tr[data-lot=\"Shopping\"] .occupied').textContent === '1234'",
-                           timeout=10_000)
+    # Locator waits, not wait_for_function: the page's CSP (script-src 'self') forbids the eval it uses.
+    from playwright.sync_api import expect
+
+    expect(shopping).to_have_text("1234", timeout=10_000)
     assert shopping.inner_text() == "1234" and page.evaluate("window.__noReload") is True
     shot = tmp_path / "overview.png"
     page.screenshot(path=str(shot), full_page=True)
@@ -121,7 +124,9 @@ def test_lot_page_draws_the_forecast_with_its_band(system, browser):
 
     # A new reading -> a new forecast -> the page follows without a reload.
     post_reading(api, store, key, 90, 1350)
-    page.wait_for_function("document.querySelector('#lot-occupied').textContent.startsWith('1350')", timeout=10_000)
+    from playwright.sync_api import expect
+
+    expect(page.locator("#lot-occupied")).to_have_text(re.compile(r"^1350"), timeout=10_000)
     page.close()
 
 

@@ -57,7 +57,7 @@ def create_app(settings: Settings | None = None, store: Store | None = None,
     skew = timedelta(seconds=settings.max_clock_skew_s)
     predictor = predictor if predictor is not None else open_predictor(settings)
     limiter = limits.DeviceRateLimiter(settings.rate_limit_per_device, settings.rate_limit_burst)
-    json_limits = limits.JsonLimits(settings.max_json_depth, settings.max_json_string)
+    json_limits = limits.JsonLimits(settings.max_json_depth, settings.max_json_string, settings.max_body_bytes)
 
     app = FastAPI(
         title="parkcast API",

@@ -47,11 +47,11 @@ class JsonLimits:
     """Parse a body as JSON within depth and string-length limits (a deep or huge document costs
     memory and CPU long before validation would refuse it)."""
 
-    def __init__(self, max_depth: int, max_string: int):
-        self.max_depth, self.max_string = max_depth, max_string
+    def __init__(self, max_depth: int, max_string: int, max_bytes: int = service.MAX_BODY_BYTES):
+        self.max_depth, self.max_string, self.max_bytes = max_depth, max_string, max_bytes
 
     def parse(self, body: bytes) -> Any:
-        payload = service.parse_json_body(body)
+        payload = service.parse_json_body(body, self.max_bytes)
         stack = [(payload, 1)]
         while stack:
             value, depth = stack.pop()

@@ -26,6 +26,7 @@ from parking_core.store.port import (
     DeviceExistsError,
     NotFoundError,
     StoreError,
+    StoreUnavailable,
     classify_batch,
 )
 
@@ -104,6 +105,9 @@ def _device_from_item(item: dict[str, Any]) -> Device:
         revoked_at=datetime.fromisoformat(revoked) if revoked else None,
     )
 
+
+_THROTTLED = {"ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded",
+              "TransactionInProgressException", "InternalServerError"}
 
 class DynamoDBStore:
     def __init__(self, client: Any = None, table_prefix: str = "parkcast", region: str = "eu-west-2"):
@@ -197,7 +201,12 @@ class DynamoDBStore:
             except self.client.exceptions.TransactionCanceledException:
                 # Another writer stored one of these keys between our read and write: re-classify.
                 continue
-        raise StoreError("could not store the batch: concurrent writers kept colliding")
+            except self.client.exceptions.ClientError as exc:
+                # Throttled after botocore's own retries: nothing was written; the caller retries (503).
+                if exc.response.get("Error", {}).get("Code") in _THROTTLED:
+                    raise StoreUnavailable(f"DynamoDB throttled the batch: {exc}") from None
+                raise
+        raise StoreUnavailable("could not store the batch: concurrent writers kept colliding")
 
     def query_readings(
         self, lot_id: str, start: datetime, end: datetime, limit: int | None = None
