@@ -363,7 +363,9 @@ def test_slot_classifier_asset_trains_exports_and_stores_its_card(data_dir):
     assert result.success
     meta = result.asset_materializations_for_node("slot_classifier")[0].metadata
     assert meta["int8_bytes"].value < meta["fp32_bytes"].value
-    assert 0.0 < meta["val_accuracy_int8"].value <= 1.0 and 0.0 < meta["external_accuracy_int8"].value <= 1.0
+    # One epoch, seeded: 0.956 on camera A's validation patches and 0.937 on the PKLot frames (a
+    # camera it never saw) on the dev machine; a constant or untrained classifier is far below.
+    assert meta["val_accuracy_int8"].value >= 0.90 and meta["external_accuracy_int8"].value >= 0.85
     objects = parkcast.objects()
     prefix = objects.key_of(meta["uri"].value)
     assert {k.rsplit("/", 1)[-1] for k in objects.list(prefix)} == {
@@ -372,7 +374,10 @@ def test_slot_classifier_asset_trains_exports_and_stores_its_card(data_dir):
 
 
 def test_a_video_file_plays_through_the_opencv_source(tmp_path):
-    cv2 = pytest.importorskip("cv2")
+    # No importorskip: `make test` has OpenCV (the pipeline extra), so a missing cv2 is a failure,
+    # not a silent skip. On a Pi it comes with the edge-video extra.
+    import cv2
+
     from edge_runtime.sources import SourceUnavailable, open_source
 
     path = tmp_path / "clip.avi"
