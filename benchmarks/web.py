@@ -5,7 +5,11 @@ screenshots.
     .venv/bin/python benchmarks/web.py [--model DIR] [--loads 10] [--screenshots docs]
 
 First render: navigation start -> the overview table rendered with every lot (the app's
-`parkcast-rendered` performance mark), each load in a fresh browser context (cold cache).
+`parkcast-rendered` performance mark).
+- "warm": 10 loads, each in a fresh browser context (empty HTTP cache, no cookies) of one
+  running browser, against an API process that has already answered.
+- "cold": --cold-runs times, the OS page cache dropped where allowed (root), a new API process
+  and a new browser process with a new profile: the first visit after a restart.
 Page weight: bytes of every response the overview needs (static files and API JSON).
 """
 
@@ -30,7 +34,7 @@ from parking_core.contracts import Lot, Reading  # noqa: E402
 from parking_core.csv_import import BIRMINGHAM, import_csv  # noqa: E402
 from parking_core.devices import register_device  # noqa: E402
 from parking_core.store.sqlite import SQLiteStore  # noqa: E402
-from serving import quick_package  # noqa: E402
+from serving import drop_file_cache, quick_package  # noqa: E402
 
 SAMPLE = Path(__file__).resolve().parent.parent / "data" / "sample" / "birmingham_occupancy.csv"
 
@@ -39,6 +43,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", type=Path, default=None)
     ap.add_argument("--loads", type=int, default=10)
+    ap.add_argument("--cold-runs", type=int, default=3)
     ap.add_argument("--screenshots", type=Path, default=None, help="folder for dashboard*.png")
     args = ap.parse_args()
     from playwright.sync_api import sync_playwright
@@ -63,8 +68,13 @@ def main() -> None:
         wait_http(f"{endpoint_url}/ping", proc=endpoint)
         env = {**os.environ, "PARKCAST_DATA_DIR": str(tmp / "data"), "PARKCAST_PREDICTOR": "http",
                "PARKCAST_PREDICTOR_URL": endpoint_url}
-        api = sup.start("api", [sys.executable, "-m", "parkcast.cli", "serve", "--port", str(api_port)], env)
-        wait_http(f"{url}/healthz", proc=api)
+
+        def start_api():
+            proc = sup.start("api", [sys.executable, "-m", "parkcast.cli", "serve", "--port", str(api_port)], env)
+            wait_http(f"{url}/healthz", timeout=120, proc=proc)
+            return proc
+
+        api = start_api()
         for minutes, occupied in ((30, 1450), (60, 1500)):  # two live readings -> a forecast for Shopping
             body = {"lot_id": "Shopping", "device_id": "cam-shop", "capacity": last.capacity, "occupied": occupied,
                     "observed_at": (last.observed_at + timedelta(minutes=minutes)).isoformat()}
@@ -98,6 +108,25 @@ def main() -> None:
                     page.screenshot(path=str(args.screenshots / name))
                     page.close()
             browser.close()
+
+            cold_renders, cold_walls, dropped = [], [], []
+            for _ in range(args.cold_runs):  # a restart: new API process, new browser process and profile
+                api.terminate()
+                api.wait(timeout=20)
+                dropped.append(drop_file_cache())
+                started = time.perf_counter()
+                api = start_api()
+                with tempfile.TemporaryDirectory(prefix="parkcast-profile-") as profile:
+                    context = p.chromium.launch_persistent_context(profile, executable_path=CHROMIUM,
+                                                                   args=CHROMIUM_ARGS)
+                    page = context.new_page()
+                    page.goto(f"{url}/")
+                    page.wait_for_function("performance.getEntriesByName('parkcast-rendered').length > 0")
+                    cold_walls.append((time.perf_counter() - started) * 1000)
+                    assert page.locator("tr[data-lot]").count() == 30
+                    cold_renders.append(page.evaluate(
+                        "performance.getEntriesByName('parkcast-rendered')[0].startTime"))
+                    context.close()
     finally:
         sup.stop()
 
@@ -106,8 +135,14 @@ def main() -> None:
     data = sum(v for k, v in sizes.items() if "/v1/" in k)
     print(f"\nparkcast dashboard benchmark: 30 lots, loopback, headless Chromium, {os.cpu_count()} CPUs")
     print(f"{'measure':<40} {'value':>12}")
-    print(f"{'first render p50 (ms)':<40} {statistics.median(renders):>12.0f}")
-    print(f"{'first render max (ms)':<40} {max(renders):>12.0f}")
+    print(f"{'warm: first render p50 (ms)':<40} {statistics.median(renders):>12.0f}")
+    print(f"{'warm: first render max (ms)':<40} {max(renders):>12.0f}")
+    if cold_renders:
+        cache = "page cache dropped" if all(dropped) else "page cache NOT dropped (refused)"
+        print(f"cold ({len(cold_renders)} runs: new API process, new browser and profile, {cache}):")
+        spread = f"{statistics.median(cold_renders):.0f} / {max(cold_renders):.0f}"
+        print(f"{'  first render p50 / max (ms)':<40} {spread:>12}")
+        print(f"{'  API spawn -> rendered p50 (ms)':<40} {statistics.median(cold_walls):>12.0f}")
     print(f"{'page weight, static files (KB)':<40} {static / 1024:>12.1f}")
     print(f"{'page weight, API data (KB)':<40} {data / 1024:>12.1f}")
     print(f"{'page weight, total (KB)':<40} {(static + data) / 1024:>12.1f}")

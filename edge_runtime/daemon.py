@@ -143,7 +143,8 @@ class Daemon:
             "last_reading_at": self.last_reading_at.isoformat() if self.last_reading_at else None,
             "last_upload_at": datetime.fromtimestamp(self.uploader.last_success, UTC).isoformat()
             if self.uploader.last_success else None,
-            "last_upload_error": self.uploader.last_error, **counts, **self.stats,
+            "last_upload_error": self.uploader.last_error, "uploaded": self.uploader.uploaded, **counts,
+            **self.stats,
         }
         path = Path(self.config.health_file)
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -27,6 +27,7 @@ class Uploader:
         self.client = httpx.Client(timeout=timeout_s, headers={"X-API-Key": api_key})
         self.base, self.cap = backoff_base_s, backoff_max_s
         self.failures = 0
+        self.uploaded = 0  # readings this process saw acknowledged (the health file reports it)
         # bandit B311: backoff jitter, not a secret.
         self.random = random.Random(seed)  # nosec B311
         self.last_success: float | None = None
@@ -56,6 +57,7 @@ class Uploader:
             return self._failed(f"network: {exc.__class__.__name__}: {exc}")
         if response.status_code in (200, 201):
             self.outbox.mark_sent(ids)
+            self.uploaded += len(ids)
             self.failures, self.last_success, self.last_error = 0, time.time(), None
             log.info("uploaded", extra={"readings": len(ids), "status": response.status_code})
             return len(ids)
@@ -77,6 +79,7 @@ class Uploader:
                 return done + self._failed(f"network: {exc}")
             if single.status_code in (200, 201):
                 self.outbox.mark_sent([item[0]])
+                self.uploaded += 1
                 done += 1
             elif single.status_code in (409, 422):
                 done += self._isolate([item], single)

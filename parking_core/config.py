@@ -20,7 +20,8 @@ class Settings(BaseSettings):
     )
     dynamodb_table_prefix: str = "parkcast"
     aws_region: str = "eu-west-2"
-    # NORMAL survives a killed process (WAL); FULL also survives power loss at some write cost.
+    # NORMAL: acknowledged commits survive a killed process, not a power cut (no fsync per commit in WAL);
+    # FULL also survives power loss, at the cost of an fsync per commit. README "Durability" says the same.
     sqlite_synchronous: Literal["NORMAL", "FULL"] = "NORMAL"
     # How long the writer waits for a lock another process holds (CLI import, pipeline) before 503.
     sqlite_busy_timeout_s: float = Field(default=10.0, gt=0)

@@ -170,19 +170,21 @@ def write_config(tmp_path: Path, api_url: str, key: str, frames: Path, **extra) 
     return config
 
 
-def frames_folder(tmp_path: Path, corrupt: bool = False) -> Path:
+def frames_folder(tmp_path: Path, corrupt: bool = False, copies: int = 1) -> Path:
+    """The labelled frames, each `copies` times (a longer replay for the daemon)."""
     folder = tmp_path / "frames"
     folder.mkdir(parents=True, exist_ok=True)
-    for f in FRAMES:
-        shutil.copy(f, folder / f.name)
+    for k in range(copies):
+        for f in FRAMES:
+            shutil.copy(f, folder / (f.name if copies == 1 else f"{k:02d}_{f.name}"))
     if corrupt:
         (folder / "2012-09-15_00_00_00.jpg").write_bytes(b"\xff\xd8 this is not a jpeg")
     return folder
 
 
-def outbox_rows(tmp_path: Path) -> list[tuple[str, str | None]]:
+def outbox_rows(tmp_path: Path) -> list[tuple[str, str, str | None, str | None]]:
     with sqlite3.connect(tmp_path / "outbox.sqlite3") as conn:
-        return conn.execute("SELECT key, sent_at FROM outbox ORDER BY id").fetchall()
+        return conn.execute("SELECT key, body, sent_at, dead_reason FROM outbox ORDER BY id").fetchall()
 
 
 def server_keys(data_dir: Path) -> list[str]:
@@ -204,79 +206,90 @@ def start_daemon(config: Path) -> subprocess.Popen:
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
-def same_instants(outbox_keys: list[str], stored: list[str]) -> bool:
-    def instant(text: str) -> datetime:
-        return datetime.fromisoformat(text.split("|")[-1].replace("Z", "+00:00")).astimezone(UTC)
-
-    return sorted(map(instant, outbox_keys)) == sorted(map(instant, stored))
+def instant(text: str) -> str:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC).isoformat()
 
 
-def assert_each_reading_stored_once(config: Path, tmp_path: Path, data_dir: Path) -> None:
-    """Whatever is left in the outbox is uploaded by a restart, as on the device; then every
-    reading the device made is on the server exactly once."""
-    from edge_runtime.config import load_config
-    from edge_runtime.daemon import Daemon
-
-    rest = Daemon(load_config(config))
-    while rest.uploader.upload_once():
-        pass
-    rest.outbox.close()
+def assert_each_reading_stored_once(tmp_path: Path, data_dir: Path) -> None:
+    """The outbox the daemon left is empty (every row acknowledged, none set aside) and every
+    reading in it is on the server exactly once, with the counts the device made."""
     rows = outbox_rows(tmp_path)
-    assert rows and all(sent for _, sent in rows)
-    stored = server_keys(data_dir)
-    assert len(stored) == len(rows) == len(set(stored))  # every reading once, none twice
-    assert same_instants([k for k, _ in rows], stored)
+    assert rows and all(sent and not dead for _, _, sent, dead in rows), "the outbox is not empty"
+    with sqlite3.connect(data_dir / "parkcast.sqlite3") as conn:
+        stored = conn.execute("SELECT observed_at, COUNT(*), MIN(occupied), MAX(occupied) FROM readings "
+                              "WHERE lot_id = 'pucpr' GROUP BY observed_at").fetchall()
+    on_server = {instant(at): (count, low, high) for at, count, low, high in stored}
+    made = {instant(json.loads(body)["observed_at"]): json.loads(body)["occupied"] for _, body, _, _ in rows}
+    assert on_server == {at: (1, occupied, occupied) for at, occupied in made.items()}
 
 
 @pytest.mark.slow
 def test_api_outage_then_every_reading_arrives_exactly_once(tmp_path, api_site):
+    """The API is down while the daemon replays its frames; it comes back while the daemon, its
+    replay over, is draining its outbox. The daemon itself uploads everything and stops."""
     from edge_runtime.config import load_config
     from edge_runtime.daemon import Daemon
     from parkcast.processes import free_port
 
     data_dir, key = api_site
     port = free_port()
-    config = write_config(tmp_path, f"http://127.0.0.1:{port}", key, frames_folder(tmp_path))
+    frames = frames_folder(tmp_path, copies=8)
+    config = write_config(tmp_path, f"http://127.0.0.1:{port}", key, frames, source={"loop": False})
     daemon = Daemon(load_config(config))
     thread = threading.Thread(target=daemon.run, kwargs={"install_signals": False})
     thread.start()
+    server = None
     try:
-        wait_for(lambda: daemon.outbox.counts()["pending"] >= 8, what="readings queued while the API is down")
-        assert daemon.outbox.counts()["sent"] == 0 and daemon.uploader.failures > 0
+        wait_for(lambda: daemon.stats["frames"] == len(list(frames.iterdir())), what="the replay to end, API down")
+        queued = outbox_rows(tmp_path)  # read from the file: the daemon owns its connection
+        assert len(queued) >= 8 and not any(sent for _, _, sent, _ in queued) and daemon.uploader.failures > 0
         health = json.loads((tmp_path / "health.json").read_text())
         assert health["pending"] >= 1 and "network" in (health["last_upload_error"] or "")
         server = start_server(data_dir, port=port)  # the API comes back
-        try:
-            time.sleep(1.0)
-            daemon.stopping.set()
-            thread.join(timeout=30)
-            wait_for(lambda: not thread.is_alive(), what="daemon stop")
-            assert_each_reading_stored_once(config, tmp_path, data_dir)
-        finally:
-            server.kill(signal.SIGTERM)
+        thread.join(timeout=60)  # no stop signal: the daemon finishes by itself once its outbox is empty
+        assert not thread.is_alive(), "the daemon did not drain its outbox"
+        assert daemon.uploader.uploaded == daemon.stats["readings"] == len(outbox_rows(tmp_path)) >= 8
+        health = json.loads((tmp_path / "health.json").read_text())
+        assert (health["pending"], health["dead"], health["uploaded"]) == (0, 0, daemon.stats["readings"])
+        assert_each_reading_stored_once(tmp_path, data_dir)
     finally:
         daemon.stopping.set()
         thread.join(timeout=30)
+        if server:
+            server.kill(signal.SIGTERM)
 
 
 @pytest.mark.slow
 def test_sigkill_mid_upload_loses_nothing_after_restart(tmp_path, api_site):
+    """The daemon is SIGKILLed while an upload hangs (the API frozen with SIGSTOP): the API
+    stores that batch once it runs again, the daemon never saw the acknowledgement. The
+    restarted daemon re-sends it (stored once), uploads what the killed one left, its own
+    replay, and stops by itself with an empty outbox."""
     data_dir, key = api_site
     server = start_server(data_dir)
     try:
-        config = write_config(tmp_path, server.url, key, frames_folder(tmp_path), heartbeat_s=0.1,
-                              source={"interval_s": 0.05})
+        frames = frames_folder(tmp_path, copies=4)
+        config = write_config(tmp_path, server.url, key, frames, heartbeat_s=0.1, source={"interval_s": 0.05})
         proc = start_daemon(config)
         wait_for(lambda: len(server_keys(data_dir)) >= 10, what="first uploads")
-        proc.send_signal(signal.SIGKILL)  # no chance to flush anything
-        proc.wait(timeout=10)
-        at_kill = len(outbox_rows(tmp_path))
-        proc = start_daemon(config)
-        wait_for(lambda: len(outbox_rows(tmp_path)) >= at_kill + 5, what="new readings")
-        proc.send_signal(signal.SIGTERM)  # graceful this time: it stops cleanly
-        assert proc.wait(timeout=30) == 0
-        assert_each_reading_stored_once(config, tmp_path, data_dir)
+        server.proc.send_signal(signal.SIGSTOP)  # uploads hang: sent, never acknowledged
+        try:
+            wait_for(lambda: sum(not sent for _, _, sent, _ in outbox_rows(tmp_path)) >= 5, what="unsent readings")
+            proc.send_signal(signal.SIGKILL)  # no chance to flush anything
+            proc.wait(timeout=10)
+        finally:
+            server.proc.send_signal(signal.SIGCONT)
+        left = sum(not sent for _, _, sent, _ in outbox_rows(tmp_path))
+        config = write_config(tmp_path, server.url, key, frames, heartbeat_s=0.1,
+                              source={"interval_s": 0.05, "loop": False})
+        proc = start_daemon(config)  # replays the frames once, drains, exits
+        assert proc.wait(timeout=90) == 0
+        health = json.loads((tmp_path / "health.json").read_text())
+        assert health["pid"] == proc.pid and (health["pending"], health["dead"]) == (0, 0)
+        assert health["uploaded"] >= left + health["readings"] and health["readings"] >= 1
+        assert_each_reading_stored_once(tmp_path, data_dir)
     finally:
+        server.proc.send_signal(signal.SIGCONT)
         server.kill(signal.SIGTERM)
 
 
@@ -351,7 +364,9 @@ def test_slot_classifier_asset_trains_exports_and_stores_its_card(data_dir):
     assert result.success
     meta = result.asset_materializations_for_node("slot_classifier")[0].metadata
     assert meta["int8_bytes"].value < meta["fp32_bytes"].value
-    assert 0.0 < meta["val_accuracy_int8"].value <= 1.0 and 0.0 < meta["external_accuracy_int8"].value <= 1.0
+    # One epoch, seeded: 0.956 on camera A's validation patches and 0.937 on the PKLot frames (a
+    # camera it never saw) on the dev machine; a constant or untrained classifier is far below.
+    assert meta["val_accuracy_int8"].value >= 0.90 and meta["external_accuracy_int8"].value >= 0.85
     objects = parkcast.objects()
     prefix = objects.key_of(meta["uri"].value)
     assert {k.rsplit("/", 1)[-1] for k in objects.list(prefix)} == {
@@ -360,7 +375,10 @@ def test_slot_classifier_asset_trains_exports_and_stores_its_card(data_dir):
 
 
 def test_a_video_file_plays_through_the_opencv_source(tmp_path):
-    cv2 = pytest.importorskip("cv2")
+    # No importorskip: `make test` has OpenCV (the pipeline extra), so a missing cv2 is a failure,
+    # not a silent skip. On a Pi it comes with the edge-video extra.
+    import cv2
+
     from edge_runtime.sources import SourceUnavailable, open_source
 
     path = tmp_path / "clip.avi"

@@ -125,6 +125,19 @@ def queue_endpoint_answers(*bodies: str) -> None:
                                                       for b in bodies]}, timeout=10).raise_for_status()
 
 
+def record_endpoint_requests(client) -> list[dict]:
+    """Every request this boto3 client puts on the wire to the SageMaker runtime, as sent (URL,
+    headers, body parsed): what the handler asked for, whatever moto answers."""
+    sent: list[dict] = []
+
+    def record(request, **_):
+        headers = {k: v.decode() if isinstance(v, bytes) else v for k, v in request.headers.items()}
+        sent.append({"url": request.url, "headers": headers, "body": json.loads(request.body)})
+
+    client.meta.events.register("before-send.sagemaker-runtime.InvokeEndpoint", record)
+    return sent
+
+
 def test_read_api(aws):
     read_api = load_handler("read_api")
     r = read_api.handler(http_event("GET", "/v1/lots"), Context())
@@ -149,6 +162,7 @@ def test_read_api(aws):
 
 
 def test_run_prediction_trigger_stores_the_reading_then_the_forecast(aws, tft_package):
+    from parking_core.aws.runtime import runtime
     from parking_core.devices import register_device
     from parking_core.serving.app import create_serving_app
 
@@ -165,8 +179,20 @@ def test_run_prediction_trigger_stores_the_reading_then_the_forecast(aws, tft_pa
     queue_endpoint_answers(served.text)
 
     body = new.model_dump(mode="json", exclude_none=True)
+    sent = record_endpoint_requests(runtime().predictor.client)  # the client the handler's runtime reuses
     r = trigger.handler(http_event("POST", "/v1/readings", body, {"x-api-key": key}), Context())
     assert r["statusCode"] == 201, r["body"]
+    # The request the handler sent: the configured endpoint, JSON both ways, one instance built
+    # from the stored history plus the new reading, at the reading's instant.
+    (request,) = sent
+    assert request["url"].endswith("/endpoints/parkcast-forecaster/invocations")
+    assert request["headers"]["Content-Type"] == request["headers"]["Accept"] == "application/json"
+    assert request["body"] == {"instances": [instance]}
+    (sent_instance,) = request["body"]["instances"]
+    assert sent_instance["at"] == new.observed_at.isoformat() and sent_instance["lot"]["lot_id"] == "Shopping"
+    assert sent_instance["history"]["observed_at"][-1] == int(new.observed_at.timestamp())
+    assert sent_instance["history"]["occupied"][-1] == new.occupied
+    assert len(sent_instance["history"]["occupied"]) == len(history) + 1
     answer = json.loads(r["body"])
     assert answer["accepted"] == 1 and answer["forecasts"][0]["status"] == "ok"
     assert answer["forecasts"][0]["forecast"] == served.json()["forecasts"][0]
@@ -177,6 +203,9 @@ def test_run_prediction_trigger_stores_the_reading_then_the_forecast(aws, tft_pa
     later = {**body, "observed_at": (new.observed_at + timedelta(minutes=30)).isoformat(), "occupied": 100}
     r = trigger.handler(http_event("POST", "/v1/readings", later, {"x-api-key": key}, base64_body=True), Context())
     assert r["statusCode"] == 201
+    (sent_instance,) = sent[1]["body"]["instances"]
+    assert len(sent) == 2 and sent_instance["at"] == later["observed_at"]
+    assert sent_instance["history"]["occupied"][-2:] == [new.occupied, 100]
     (entry,) = json.loads(r["body"])["forecasts"]
     assert entry["status"] == "unavailable" and "not a forecast" in entry["reason"]
     assert store.latest_reading("Shopping").occupied == 100
