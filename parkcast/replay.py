@@ -164,7 +164,8 @@ class CameraDay:
         for path in frames_dir.glob("*/*.jpg"):
             taken = datetime.strptime(path.stem, "%Y-%m-%d_%H_%M_%S").time()
             image = Image.open(path).convert("RGB")
-            out.append((taken, path, int((classifier.predict(crop_all(image, slot_map)) >= 0.5).sum())))
+            patches = crop_all(image, slot_map, classifier.size)
+            out.append((taken, path, int((classifier.predict(patches) >= 0.5).sum())))
         return cls(sorted(out))
 
     def scene(self, local_time: clock) -> tuple[Path, int]:

@@ -33,7 +33,8 @@ SYNCHRONOUS = {"NORMAL": 1, "FULL": 2}  # what PRAGMA synchronous answers
 
 
 def synchronous_of(store: SQLiteStore) -> int:
-    return store._conn().execute("PRAGMA synchronous").fetchone()[0]
+    """The level on the calling thread's read connection."""
+    return store._reader().execute("PRAGMA synchronous").fetchone()[0]
 
 
 @pytest.mark.parametrize("level", ["NORMAL", "FULL"])
@@ -45,8 +46,9 @@ def test_the_configured_synchronous_level_is_applied_on_every_connection(tmp_pat
     worker = threading.Thread(target=lambda: seen.append(synchronous_of(store)))  # a thread's own connection
     worker.start()
     worker.join()
-    assert seen == [SYNCHRONOUS[level]] * 2
-    assert store._conn().execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    seen.append(store._write(lambda conn: conn.execute("PRAGMA synchronous").fetchone()[0]))  # the writer's
+    assert seen == [SYNCHRONOUS[level]] * 3
+    assert store._reader().execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     store.close()
 
 

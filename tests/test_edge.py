@@ -360,12 +360,12 @@ def test_slot_classifier_asset_trains_exports_and_stores_its_card(data_dir):
 
     parkcast = ParkcastResource(data_dir=str(data_dir))
     result = dg.materialize([slot_classifier], resources={"parkcast": parkcast},
-                            run_config={"ops": {"slot_classifier": {"config": {"epochs": 1, "limit": 64}}}})
+                            run_config={"ops": {"slot_classifier": {"config": {"epochs": 5, "limit": 256}}}})
     assert result.success
     meta = result.asset_materializations_for_node("slot_classifier")[0].metadata
     assert meta["int8_bytes"].value < meta["fp32_bytes"].value
-    # One epoch, seeded: 0.956 on camera A's validation patches and 0.937 on the PKLot frames (a
-    # camera it never saw) on the dev machine; a constant or untrained classifier is far below.
+    # Five epochs of the head on 256 patches, seeded: 0.969 on camera A's validation patches and
+    # 0.977 on the PKLot frames on the dev machine (9 s); a constant or untrained classifier is far below.
     assert meta["val_accuracy_int8"].value >= 0.90 and meta["external_accuracy_int8"].value >= 0.85
     objects = parkcast.objects()
     prefix = objects.key_of(meta["uri"].value)

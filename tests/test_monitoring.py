@@ -74,12 +74,14 @@ def test_drift_detected_reads_the_last_runs_report(tmp_path):
 @pytest.fixture
 def monitored_aws(monkeypatch):
     """moto's server on loopback (s3fs needs a real endpoint), PARKCAST_* as the stack sets them."""
+    import s3fs
     from moto.server import ThreadedMotoServer
 
     from parkcast.processes import free_port
     from parking_core.aws.runtime import runtime
     from parking_core.store.dynamodb import DynamoDBStore
 
+    s3fs.S3FileSystem.clear_instance_cache()  # an earlier test's filesystem points at its own (gone) server
     port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
     server.start()
@@ -94,6 +96,7 @@ def monitored_aws(monkeypatch):
     store.create_tables()
     yield store
     runtime.cache_clear()
+    s3fs.S3FileSystem.clear_instance_cache()
     server.stop()
 
 

@@ -43,9 +43,25 @@ class Latest(BaseModel):
     occupancy_rate: float
 
 
+class NextStep(BaseModel):
+    target_time: str
+    p50: float
+    prob_free: float
+
+
+class ForecastSummary(BaseModel):
+    """The overview's forecast cell (service.forecast_summary)."""
+
+    model_version: str
+    source: str
+    issued_at: str
+    next: NextStep
+
+
 class LotSummary(Lot):
     latest: Latest | None
     trend: list[list[float]] | None = None
+    forecast: ForecastSummary | None = None
 
 
 class ReadingsPage(BaseModel):
