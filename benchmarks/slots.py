@@ -5,7 +5,7 @@ code (frames -> slot map -> perspective crop -> int8 ONNX). Then few-shot adapta
 labelled patches per class drawn from it (k = 5, 10, 20; several draws), an adapter fitted in
 numpy exactly as `parkcast-edge adapt` does, tested on the source's other patches.
 
-Sources (../shared/data/slots when present, else the repo's data/sample/slots):
+Sources (the shared data folder beside the checkout when present, else the repo's data/sample/slots):
   cnrpark_camA  CNRPark camera A patches (Pisa, one sunny day)
   pklot_pucpr   PKLot PUCPR frames (Curitiba; 43 frames, 24 days, sunny/cloudy/rainy)
   pucpr_days    the 3 PUCPR frames of pklot_pucpr_frames, trained on camera A + the other 40
@@ -36,7 +36,7 @@ from slot_training.training import SlotTrainConfig, edge_input, evaluate, export
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared" / "data" / "slots"
-for candidate in (SHARED, Path("/work/shared/data/slots"), REPO / "data" / "sample" / "slots"):
+for candidate in (SHARED, REPO / "data" / "sample" / "slots"):
     if (candidate / "cnrpark_camA" / "labels.csv").exists():
         DATA = candidate
         break
