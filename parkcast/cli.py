@@ -65,15 +65,12 @@ def serve(host: str | None, port: int | None, workers: int) -> None:
 @click.option("--threads", type=int, default=1, show_default=True, help="onnxruntime intra-op threads.")
 def serve_model(model_dir: Path | None, host: str, port: int, threads: int) -> None:
     """Run the forecast endpoint (GET /ping, POST /invocations)."""
-    import uvicorn
-
-    from parking_core.serving.app import create_serving_app
+    from parking_core.serving.app import run_endpoint
 
     try:
-        app = create_serving_app(model_dir, threads=threads)
+        run_endpoint(model_dir, host, port, threads)
     except (FileNotFoundError, LookupError, ValueError) as exc:
         raise click.ClickException(f"cannot load the model: {exc}") from None
-    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
 
 
 @main.command("import-csv")

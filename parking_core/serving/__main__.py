@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-import uvicorn
-
-from parking_core.serving.app import create_serving_app
+from parking_core.serving.app import run_endpoint
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -17,8 +15,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=8080)
     parser.add_argument("--threads", type=int, default=1, help="onnxruntime intra-op threads")
     args = parser.parse_args(argv)
-    app = create_serving_app(args.model, threads=args.threads)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
+    run_endpoint(args.model, args.host, args.port, args.threads)
 
 
 if __name__ == "__main__":

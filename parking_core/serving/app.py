@@ -89,3 +89,12 @@ def create_serving_app(model_dir: str | Path | None = None, threads: int = 1) ->
 
     app.state.current = current
     return app
+
+
+def run_endpoint(model_dir: str | Path | None, host: str, port: int, threads: int = 1) -> None:
+    """Load the model, then serve /ping and /invocations until stopped (the container and
+    `parkcast serve-model` both start the endpoint this way)."""
+    import uvicorn
+
+    app = create_serving_app(model_dir, threads=threads)
+    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
