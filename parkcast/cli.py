@@ -47,7 +47,7 @@ def serve(host: str | None, port: int | None, workers: int) -> None:
     settings = get_settings()
     open_store(settings).close()  # create the schema once, before workers race to do it
     uvicorn.run(
-        "parking_core.api.app:create_app",
+        "parking_core.api.app:create_served_app",
         factory=True,
         host=host or settings.api_host,
         port=settings.api_port if port is None else port,

@@ -209,6 +209,32 @@ def check_readings(
             )
 
 
+@dataclass
+class ValidIngest:
+    """Readings that passed every rule and may be stored as they are."""
+
+    readings: list[Reading]
+    single: bool
+
+    def conflict(self, exc: ConflictError) -> Conflict:
+        where = ["body"] if self.single else [f"readings[{i}]" for i in exc.conflicts]
+        return Conflict(str(exc), [FieldError(w, "same key, different values") for w in where])
+
+
+def validate_ingest(
+    store: Store,
+    payload: Any,
+    device: Device | None,
+    max_clock_skew: timedelta = timedelta(minutes=5),
+    now: datetime | None = None,
+) -> ValidIngest:
+    """Every rule, before anything is stored."""
+    readings = parse_readings_payload(payload)
+    single = isinstance(payload, dict) and "readings" not in payload
+    check_readings(store, readings, device, now or datetime.now(UTC), max_clock_skew, single)
+    return ValidIngest(list(readings), single)
+
+
 def ingest_readings(
     store: Store,
     payload: Any,
@@ -217,14 +243,11 @@ def ingest_readings(
     now: datetime | None = None,
 ) -> IngestResult:
     """Validate everything first, then store all-or-nothing. Nothing is half-written."""
-    readings = parse_readings_payload(payload)
-    single = isinstance(payload, dict) and "readings" not in payload
-    check_readings(store, readings, device, now or datetime.now(UTC), max_clock_skew, single)
+    valid = validate_ingest(store, payload, device, max_clock_skew, now)
     try:
-        return IngestResult(store.put_readings(readings), list(readings))
+        return IngestResult(store.put_readings(valid.readings), valid.readings)
     except ConflictError as exc:
-        where = ["body"] if single else [f"readings[{i}]" for i in exc.conflicts]
-        raise Conflict(str(exc), [FieldError(w, "same key, different values") for w in where]) from None
+        raise valid.conflict(exc) from None
 
 
 # -- read side ---------------------------------------------------------------------------

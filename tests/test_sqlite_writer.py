@@ -3,6 +3,7 @@ never each other's failures, and storage faults are StoreUnavailable with nothin
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -78,4 +79,32 @@ def test_lock_held_elsewhere_is_unavailable_then_recovers(tmp_path):
     other.execute("ROLLBACK")
     assert store.put_readings([make_reading(0)]) == ["created"]
     other.close()
+    store.close()
+
+
+def test_async_writes_from_an_event_loop_share_the_writer_and_survive_a_timeout(tmp_path):
+    """The API awaits writes on its event loop. A write that outlives the timeout answers
+    StoreUnavailable, yet stays queued and commits once the lock frees; the writer keeps serving."""
+    store = SQLiteStore(tmp_path / "s.sqlite3", busy_timeout_s=5, write_timeout_s=0.3)
+    store.put_lot(make_lot("LOT-A"))
+
+    async def many():
+        return await asyncio.gather(*(store.put_readings_async([make_reading(i)]) for i in range(50)))
+
+    assert asyncio.run(many()) == [["created"]] * 50
+
+    other = sqlite3.connect(store.path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # the write lock held elsewhere for longer than the timeout
+    with pytest.raises(StoreUnavailable, match="did not commit"):
+        asyncio.run(store.put_readings_async([make_reading(100)]))
+    other.execute("ROLLBACK")
+    other.close()
+
+    async def after():
+        fresh = await store.put_readings_async([make_reading(101)])
+        retry = await store.put_readings_async([make_reading(100)])  # the client's retry, same key
+        return fresh, retry
+
+    assert asyncio.run(after()) == (["created"], ["duplicate"])
+    assert {n for *_, n in keys_stored(store.path)} == {1} and store.count_readings() == 52
     store.close()

@@ -4,6 +4,7 @@ What it publishes at /openapi.json is the contract it enforces (parking_core.api
 from __future__ import annotations
 
 import functools
+import gc
 import logging
 from datetime import timedelta
 from pathlib import Path
@@ -34,7 +35,7 @@ from parking_core.config import Settings, get_settings
 from parking_core.contracts import ID_PATTERN, Forecast
 from parking_core.prediction import ingest_and_forecast
 from parking_core.predictor import Predictor, open_predictor
-from parking_core.store import Store, StoreUnavailable, open_store
+from parking_core.store import ConflictError, Store, StoreUnavailable, open_store
 from parking_core.store.cache import CachedLookups
 
 log = logging.getLogger("parkcast.api")
@@ -46,6 +47,17 @@ _HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 408: "request_timeou
 
 def error_response(error: service.ServiceError) -> JSONResponse:
     return JSONResponse(error.to_dict(), status_code=error.status, headers=error.headers)
+
+
+def create_served_app() -> FastAPI:
+    """The app as `parkcast serve` runs it, in each worker process. Everything built at start-up
+    (modules, routes, pydantic validators) is moved out of the garbage collector's
+    reach: otherwise every full collection walks those objects and stalls all requests in
+    flight, which set the single-reading p99 (about 40 ms against 10 ms with the freeze)."""
+    app = create_app()
+    gc.collect()
+    gc.freeze()
+    return app
 
 
 def create_app(settings: Settings | None = None, store: Store | None = None,
@@ -113,6 +125,18 @@ def create_app(settings: Settings | None = None, store: Store | None = None,
     )
     async def post_readings(request: Request, x_api_key: str | None = Security(_api_key)) -> JSONResponse:
         body = await request.body()
+        store_async = getattr(store, "put_readings_async", None)
+        if predictor is None and store_async is not None:
+            # No endpoint to call: validation is CPU work and the write is awaited from the writer
+            # thread, so the request never visits the worker pool.
+            device = service.authenticate(store, x_api_key)
+            limiter.check(device.device_id)
+            valid = service.validate_ingest(store, json_limits.parse(body), device, skew)
+            try:
+                result = service.IngestResult(await store_async(valid.readings), valid.readings)
+            except ConflictError as exc:
+                raise valid.conflict(exc) from None
+            return JSONResponse(result.to_dict(), status_code=201 if result.created else 200)
 
         def ingest():
             device = service.authenticate(store, x_api_key)
