@@ -3,12 +3,16 @@
 middle third of the run, then lifted.
 
     .venv/bin/python benchmarks/load.py [--devices 8] [--seconds 6] [--batch 1]
-                                        [--faults kill,disk_full,endpoint_down,endpoint_slow]
+                                        [--faults kill,disk_full,read_only,endpoint_down,endpoint_slow]
 
 Faults:
   kill           SIGKILL the API, start it again at once (downtime = its start-up)
   disk_full      the SQLite file reaches its page cap (PARKCAST_SQLITE_MAX_PAGES): a ballast
                  table fills it, then is dropped ("the operator freed space"); no restart
+  read_only      the store's file system turns read-only (as ext4 does after an I/O error): the
+                 SQLite file, its WAL and the data folder become immutable (`chattr +i`, which
+                 binds root too), then writable again; no restart. Needs Linux, ext4/xfs/btrfs
+                 and CAP_LINUX_IMMUTABLE (root), else the scenario refuses to run.
   endpoint_down  the forecast endpoint stops listening, then comes back
   endpoint_slow  the forecast endpoint answers after 2 s, beyond PARKCAST_PREDICTOR_TIMEOUT_S
 
@@ -50,7 +54,7 @@ from parking_core.contracts import Lot  # noqa: E402
 from parking_core.devices import register_device  # noqa: E402
 from parking_core.store.sqlite import SQLiteStore  # noqa: E402
 
-FAULTS = ("kill", "disk_full", "endpoint_down", "endpoint_slow")
+FAULTS = ("kill", "disk_full", "read_only", "endpoint_down", "endpoint_slow")
 PHASES = ("before", "fault", "after")
 T0 = datetime(2020, 1, 1, tzinfo=UTC)
 # Head room above the file's size at the start for the disk_full scenario (4 KiB pages).
@@ -223,6 +227,35 @@ def drop_ballast(path: Path) -> None:
         conn.execute("DROP TABLE IF EXISTS ballast")  # its pages go to the freelist: room again
 
 
+def read_only_files(db: Path) -> list[Path]:
+    # Not the -shm file: SQLite maps it into memory, and writes to a mapping of an immutable file
+    # kill the process with SIGBUS, which a read-only remount does not do to a running reader.
+    return [db, db.with_name(db.name + "-wal"), db.parent]
+
+
+def set_immutable(paths: list[Path], on: bool) -> None:
+    subprocess.run(["chattr", "+i" if on else "-i", *map(str, paths)], check=True, capture_output=True)
+
+
+def read_only_unsupported(workdir: Path | None = None) -> str | None:
+    """Why the read_only scenario cannot run here (None when it can): it needs chattr +i."""
+    with tempfile.TemporaryDirectory(dir=workdir) as tmp:
+        probe = Path(tmp) / "probe"
+        probe.write_bytes(b"")
+        try:
+            set_immutable([probe], True)
+        except (OSError, subprocess.CalledProcessError) as exc:
+            detail = exc.stderr.decode().strip() if isinstance(exc, subprocess.CalledProcessError) else str(exc)
+            return f"chattr +i is not available here ({detail or exc}): needs root and ext4/xfs/btrfs"
+        try:
+            probe.write_bytes(b"x")
+            return "chattr +i did not stop a write on this file system"
+        except PermissionError:
+            return None
+        finally:
+            set_immutable([probe], False)
+
+
 @dataclass
 class Result:
     fault: str
@@ -239,6 +272,8 @@ class Result:
 
 def run_scenario(fault: str, devices: int = 8, seconds: float = 6.0, batch: int = 1,
                  workdir: Path | None = None) -> Result:
+    if fault == "read_only" and (why := read_only_unsupported(workdir)):
+        raise RuntimeError(f"cannot make the store read-only here: {why}")
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
         data_dir = Path(tmp)
         db = data_dir / "parkcast.sqlite3"
@@ -275,6 +310,12 @@ def run_scenario(fault: str, devices: int = 8, seconds: float = 6.0, batch: int 
                 fill_ballast(db, max_pages)
                 time.sleep(seconds / 3)
                 drop_ballast(db)
+            elif fault == "read_only":
+                set_immutable(read_only_files(db), True)
+                try:
+                    time.sleep(seconds / 3)
+                finally:
+                    set_immutable(read_only_files(db), False)
             elif fault == "endpoint_down":
                 endpoint.stop()
                 time.sleep(seconds / 3)
