@@ -1,16 +1,18 @@
 """How the costs grow with the number of car parks: synthetic lots with realistic weekly
 patterns, 60 days each, through the same code paths the product runs.
 
-    .venv/bin/python benchmarks/scale.py [--lots 30,100,300,1000] [--days 60] [--train-batches 20]
+    .venv/bin/python benchmarks/scale.py [--lots 30,100,300,1000] [--days 60]
+                                         [--architecture gbm|tft] [--train-units 12]
 
 Per size: store ingest (SQLiteStore.put_readings in batches of 100, validated Reading models;
 the HTTP path is benchmarks/ingest.py), the daily export of one day (time and Parquet size),
 the drift check (cubes for 21 reference + 7 new days, then the seasonal test), training for a
-fixed budget (TFT, one epoch cut at 2 and at --train-batches batches: the difference gives the
-time per batch, the rest the fixed cost; the full run is extrapolated as fixed cost + time per
-batch x batches per epoch x the 15-epoch cap, an upper bound as early stopping often ends
-sooner), peak RSS growth during training, one forecast request for every lot at once through
-the ONNX package, and the SQLite file size. Prints a table and the cost per car park.
+fixed budget (the shipped gbm through the pipeline's train step with 2 and --train-units
+boosting iterations, or the TFT network cut at 2 and --train-units batches of one epoch: the
+difference gives the time per unit, the rest the fixed cost; the full run is extrapolated as
+fixed cost + time per unit x the units of a default run), peak RSS growth during training, one
+forecast request for every lot at once through the ONNX package, and the SQLite file size.
+Prints a table and the cost per car park.
 """
 
 from __future__ import annotations
@@ -111,8 +113,8 @@ class Row:
     export_s: float
     export_kib: float
     drift_s: float
-    train_batch_s: float
-    batches_per_epoch: int
+    train_unit_s: float  # per boosting iteration (gbm) or per batch (tft)
+    train_units: int  # of those in a full run
     train_budget_s: float
     train_full_s: float
     train_mib: float
@@ -120,13 +122,58 @@ class Row:
     sqlite_mib: float
 
 
-def measure(lots: int, days: int, train_batches: int, tmp: Path) -> Row:
+def train_gbm(frame: pd.DataFrame, iterations: int, out: Path):
+    """The shipped forecaster, as the pipeline's train step runs it (rolling-origin folds, the
+    final fit, the backtest and the package). Two short budgets of boosting iterations: their
+    difference is the time per iteration (across every fold's fit), the rest is the fixed cost
+    (grid, designs, backtest, export); the full run is fixed + per iteration x the default."""
+    from parking_core.forecasting.training import TrainConfig
+    from parking_core.forecasting.workflows import train_package
+
+    def run(n: int):
+        cfg = TrainConfig(gbm_iterations=n)
+        start = time.perf_counter()
+        package, _ = train_package(frame, ZONE, STEP, out, cfg, progress=False)
+        return time.perf_counter() - start, package
+
+    short, _ = run(2)
+    budget, package = run(iterations)
+    per_iteration = max(0.0, (budget - short) / (iterations - 2))
+    full_iterations = TrainConfig().gbm_iterations
+    return per_iteration, full_iterations, budget, short - 2 * per_iteration + per_iteration * full_iterations, package
+
+
+def train_tft(frame: pd.DataFrame, batches: int, out: Path):
+    """The network option: one epoch cut at 2 and at `batches` batches; the full run is the fixed
+    cost + time per batch x batches per epoch x the 15-epoch cap (an upper bound)."""
+    from parking_core.forecasting.export import write_package
+    from parking_core.forecasting.grid import readings_to_cube
+    from parking_core.forecasting.package import ModelPackage
+    from parking_core.forecasting.training import TrainConfig, train
+
+    cube = readings_to_cube(frame, ZONE, STEP)
+    # Warm-up (imports, kernels, allocator); untimed, as a daily run pays it once per process.
+    train(cube, TrainConfig(architectures=("tft",), max_epochs=1, limit_train_batches=1, refit=False), progress=False)
+    budgets = {}
+    for n in (2, batches):
+        cfg = TrainConfig(architectures=("tft",), max_epochs=1, limit_train_batches=n, refit=False)
+        start = time.perf_counter()
+        result = train(cube, cfg, progress=False)
+        budgets[n] = time.perf_counter() - start
+    per_batch = max(0.0, (budgets[batches] - budgets[2]) / (batches - 2))
+    units = _batches_per_epoch(cube, cfg) * TrainConfig().max_epochs
+    write_package(result, cube, out)
+    return per_batch, units, budgets[batches], budgets[2] - 2 * per_batch + per_batch * units, ModelPackage.load(out)
+
+
+TRAINERS = {"gbm": train_gbm, "tft": train_tft}
+
+
+def measure(lots: int, days: int, architecture: str, train_units: int, tmp: Path) -> Row:
     from parking_core.drift import detect_drift
     from parking_core.export import export_day
     from parking_core.forecasting.grid import readings_to_cube
-    from parking_core.forecasting.package import ModelPackage
     from parking_core.forecasting.serve import History, forecasts_from_histories
-    from parking_core.forecasting.training import TrainConfig, train
     from parking_core.objectstore import ObjectStore
 
     frame = synthetic_frame(lots, days)
@@ -161,29 +208,9 @@ def measure(lots: int, days: int, train_batches: int, tmp: Path) -> Row:
     drift()
     drift_s = time.perf_counter() - start
 
-    cube = readings_to_cube(frame, ZONE, STEP)
-    # Two short budgets: their difference is the time per batch, the rest is the fixed cost
-    # (dataset windows, model set-up, validation, selection) that a full run pays once.
-    budgets = {}
     with PeakRss() as rss:
-        # Warm-up (imports, kernels, allocator); untimed, as a daily run pays it once per process.
-        train(cube, TrainConfig(architectures=("tft",), max_epochs=1, limit_train_batches=1, refit=False),
-              progress=False)
-        for batches in (2, train_batches):
-            cfg = TrainConfig(architectures=("tft",), max_epochs=1, limit_train_batches=batches, refit=False)
-            start = time.perf_counter()
-            result = train(cube, cfg, progress=False)
-            budgets[batches] = time.perf_counter() - start
-    batches_per_epoch = _batches_per_epoch(cube, cfg)
-    train_batch_s = max(0.0, (budgets[train_batches] - budgets[2]) / (train_batches - 2))
-    fixed_s = budgets[2] - 2 * train_batch_s
-    train_budget_s = budgets[train_batches]
-    train_full_s = fixed_s + train_batch_s * batches_per_epoch * TrainConfig().max_epochs
-
-    from parking_core.forecasting.export import write_package
-
-    write_package(result, cube, tmp / "package")
-    package = ModelPackage.load(tmp / "package")
+        train_unit_s, units_full, train_budget_s, train_full_s, package = TRAINERS[architecture](
+            frame, train_units, tmp / "package")
     forecaster = package.forecaster()
     at = datetime(last_day.year, last_day.month, last_day.day, 12, 0, tzinfo=ZoneInfo(ZONE)).astimezone(UTC)
     histories = [(store.get_lot(lot_id), History.of_frame(group[group["observed_at"] <= at]), at)
@@ -194,7 +221,7 @@ def measure(lots: int, days: int, train_batches: int, tmp: Path) -> Row:
     assert len(forecasts) == lots
     store.close()
     sqlite_mib = sum(p.stat().st_size for p in tmp.glob("parkcast.sqlite3*")) / 2**20
-    return Row(lots, len(frame), ingest_s, export_s, export_kib, drift_s, train_batch_s, batches_per_epoch,
+    return Row(lots, len(frame), ingest_s, export_s, export_kib, drift_s, train_unit_s, units_full,
                train_budget_s, train_full_s, rss.grown_mib, forecast_s, sqlite_mib)
 
 
@@ -206,9 +233,9 @@ def _batches_per_epoch(cube, cfg) -> int:
     return max(1, math.ceil(windows / cfg.batch_size))
 
 
-def _hours(r: Row) -> str:
+def _full_s(r: Row) -> str:
     # The two budgets can differ by less than the noise of a busy machine: then no estimate.
-    return f"{r.train_full_s / 3600:.2f}" if r.train_batch_s > 0 else "n/a"
+    return f"{r.train_full_s:.0f}" if r.train_unit_s > 0 else "n/a"
 
 
 def main() -> None:
@@ -217,26 +244,31 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--lots", default="30,100,300,1000")
     ap.add_argument("--days", type=int, default=60)
-    ap.add_argument("--train-batches", type=int, default=12, help="the longer of the two training budgets")
+    ap.add_argument("--architecture", choices=sorted(TRAINERS), default="gbm",
+                    help="gbm: the shipped forecaster (default); tft: the pytorch-forecasting network")
+    ap.add_argument("--train-units", type=int, default=None,
+                    help="the longer of the two training budgets: boosting iterations (gbm, default 12) or batches "
+                         "(tft, default 12)")
     args = ap.parse_args()
     from benchmarks.ingest import machine
 
     rows = []
     for n in (int(x) for x in args.lots.split(",")):
         with tempfile.TemporaryDirectory() as tmp:
-            rows.append(measure(n, args.days, args.train_batches, Path(tmp)))
+            rows.append(measure(n, args.days, args.architecture, args.train_units or 12, Path(tmp)))
         r = rows[-1]
         print(f"done {n} lots: {r}", flush=True)
 
-    print(f"\nparkcast scale benchmark: {args.days} days per car park, 30-min readings 08:00-16:30")
+    print(f"\nparkcast scale benchmark: {args.days} days per car park, 30-min readings 08:00-16:30, "
+          f"training {args.architecture} (unit: {'boosting iteration' if args.architecture == 'gbm' else 'batch'})")
     print(f"machine: {machine()}")
     head = (f"{'lots':>5} {'readings':>9} {'ingest/s':>9} {'export s':>8} {'export KiB':>10} {'drift s':>7} "
-            f"{'batch s':>7} {'batches/ep':>10} {'train full h':>12} {'train MiB':>9} {'forecast s':>10} "
+            f"{'unit s':>7} {'units':>10} {'train full s':>12} {'train MiB':>9} {'forecast s':>10} "
             f"{'SQLite MiB':>10}")
     print(head)
     for r in rows:
         print(f"{r.lots:>5} {r.readings:>9} {r.readings / r.ingest_s:>9,.0f} {r.export_s:>8.3f} {r.export_kib:>10.0f} "
-              f"{r.drift_s:>7.2f} {r.train_batch_s:>7.3f} {r.batches_per_epoch:>10} {_hours(r):>12} "
+              f"{r.drift_s:>7.2f} {r.train_unit_s:>7.3f} {r.train_units:>10} {_full_s(r):>12} "
               f"{r.train_mib:>9.0f} {r.forecast_s:>10.3f} {r.sqlite_mib:>10.1f}")
     print("\nper car park (ms, except KiB):")
     print(f"{'lots':>5} {'ingest':>8} {'export':>8} {'export KiB':>10} {'drift':>8} {'train budg':>10} {'forecast':>8}")
