@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from conftest import make_lot, make_reading
 
-from parking_core.store import ConflictError, StoreUnavailable
+from parking_core.store import ConflictError, DeviceInactive, StoreUnavailable
 from parking_core.store.sqlite import SQLiteStore
 
 
@@ -107,4 +107,23 @@ def test_async_writes_from_an_event_loop_share_the_writer_and_survive_a_timeout(
 
     assert asyncio.run(after()) == (["created"], ["duplicate"])
     assert {n for *_, n in keys_stored(store.path)} == {1} and store.count_readings() == 52
+    store.close()
+
+
+def test_async_write_for_a_revoked_device_stores_nothing(tmp_path):
+    """The API authenticates from a cache; the write itself refuses a device revoked meanwhile."""
+    from datetime import UTC, datetime
+
+    from parking_core.contracts import Device
+
+    store = SQLiteStore(tmp_path / "s.sqlite3")
+    store.put_lot(make_lot("LOT-A"))
+    store.add_device(Device(device_id="cam-1", lot_id="LOT-A", created_at=datetime.now(UTC)), "h" * 64)
+    assert asyncio.run(store.put_readings_async([make_reading(0)], device_id="cam-1")) == ["created"]
+    store.revoke_device("cam-1", datetime.now(UTC))
+    with pytest.raises(DeviceInactive):
+        asyncio.run(store.put_readings_async([make_reading(1)], device_id="cam-1"))
+    with pytest.raises(DeviceInactive):
+        asyncio.run(store.put_readings_async([make_reading(2, device_id="ghost")], device_id="ghost"))
+    assert store.count_readings() == 1
     store.close()

@@ -35,8 +35,8 @@ from parking_core.config import Settings, get_settings
 from parking_core.contracts import ID_PATTERN, Forecast
 from parking_core.prediction import ingest_and_forecast
 from parking_core.predictor import Predictor, open_predictor
-from parking_core.store import ConflictError, Store, StoreUnavailable, open_store
-from parking_core.store.cache import CachedLookups
+from parking_core.store import ConflictError, DeviceInactive, Store, StoreUnavailable, hash_api_key, open_store
+from parking_core.store.cache import CachedLookups, DeviceKeys
 
 log = logging.getLogger("parkcast.api")
 
@@ -68,6 +68,8 @@ def create_app(settings: Settings | None = None, store: Store | None = None,
         store = CachedLookups(store, settings.lookup_cache_s)
     skew = timedelta(seconds=settings.max_clock_skew_s)
     predictor = predictor if predictor is not None else open_predictor(settings)
+    store_async = getattr(store, "put_readings_async", None)
+    device_keys = DeviceKeys(store, settings.lookup_cache_s)
     limiter = limits.DeviceRateLimiter(settings.rate_limit_per_device, settings.rate_limit_burst)
     json_limits = limits.JsonLimits(settings.max_json_depth, settings.max_json_string, settings.max_body_bytes)
 
@@ -125,17 +127,21 @@ def create_app(settings: Settings | None = None, store: Store | None = None,
     )
     async def post_readings(request: Request, x_api_key: str | None = Security(_api_key)) -> JSONResponse:
         body = await request.body()
-        store_async = getattr(store, "put_readings_async", None)
         if predictor is None and store_async is not None:
-            # No endpoint to call: validation is CPU work and the write is awaited from the writer
-            # thread, so the request never visits the worker pool.
-            device = service.authenticate(store, x_api_key)
+            # No endpoint to call: validation is CPU work, the device comes from a cache and the
+            # write (which re-checks the device) is awaited from the writer thread, so the request
+            # never visits the worker pool.
+            device = service.authenticate(device_keys, x_api_key)
             limiter.check(device.device_id)
             valid = service.validate_ingest(store, json_limits.parse(body), device, skew)
             try:
-                result = service.IngestResult(await store_async(valid.readings), valid.readings)
+                outcomes = await store_async(valid.readings, device_id=device.device_id)
             except ConflictError as exc:
                 raise valid.conflict(exc) from None
+            except DeviceInactive:
+                device_keys.forget(hash_api_key(x_api_key))
+                raise service.Unauthenticated("unknown or revoked API key") from None
+            result = service.IngestResult(outcomes, valid.readings)
             return JSONResponse(result.to_dict(), status_code=201 if result.created else 200)
 
         def ingest():

@@ -6,6 +6,7 @@ from parking_core.config import Settings
 from parking_core.store.port import (
     ConflictError,
     DeviceExistsError,
+    DeviceInactive,
     DeviceRegistry,
     NotFoundError,
     ReadingStore,
@@ -19,6 +20,7 @@ from parking_core.store.port import (
 __all__ = [
     "ConflictError",
     "DeviceExistsError",
+    "DeviceInactive",
     "DeviceRegistry",
     "NotFoundError",
     "ReadingStore",

@@ -35,6 +35,10 @@ class StoreUnavailable(StoreError):
     written by the failed call. Adapters answer 503: the caller retries later with the same keys."""
 
 
+class DeviceInactive(StoreError):
+    """The device a write was made for is revoked or gone at commit time; nothing was written."""
+
+
 class DeviceExistsError(StoreError):
     pass
 

@@ -31,6 +31,7 @@ from parking_core.store.codec import reading_from_row, slots_to_json
 from parking_core.store.port import (
     ConflictError,
     DeviceExistsError,
+    DeviceInactive,
     NotFoundError,
     StoreUnavailable,
     classify_batch,
@@ -280,14 +281,26 @@ class SQLiteStore:
         received = utc_iso(datetime.now(UTC))
         return self._write(lambda conn: _insert_readings(conn, readings, received))
 
-    async def put_readings_async(self, readings: Sequence[Reading]) -> list[PutOutcome]:
+    async def put_readings_async(self, readings: Sequence[Reading], device_id: str | None = None
+                                 ) -> list[PutOutcome]:
         """put_readings for an asyncio caller: the event loop hands the write straight to the writer
         thread and is woken by its commit. One thread hop per request instead of two (loop -> worker
-        pool -> writer), which is what bounded single-reading throughput and its p99."""
+        pool -> writer), which is what bounded single-reading throughput and its p99. With
+        `device_id`, the write happens only if that device is active in the same transaction
+        (DeviceInactive otherwise): a caller may then authenticate from a cache, and a key revoked
+        a moment ago still writes nothing."""
         if not readings:
             return []
         received = utc_iso(datetime.now(UTC))
-        future = self._writer_thread().enqueue(lambda conn: _insert_readings(conn, readings, received))
+
+        def write(conn: sqlite3.Connection) -> list[PutOutcome]:
+            if device_id is not None:
+                row = conn.execute("SELECT revoked_at FROM devices WHERE device_id=?", (device_id,)).fetchone()
+                if row is None or row[0] is not None:
+                    raise DeviceInactive(f"device {device_id!r} is revoked or unknown")
+            return _insert_readings(conn, readings, received)
+
+        future = self._writer_thread().enqueue(write)
         try:
             # shield: a timed-out or disconnected request must not cancel the writer's future.
             return await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(future)), self._write_timeout)
