@@ -6,7 +6,7 @@ serving latency for one lot; training time against lots x days on synthetic 24-h
 
 Protocol: the last 4 weeks of the sample (2016-11-08..12-05) are 4 folds of one week; each
 fold's models are trained only on the days before it. The first 3 ("choice") folds are the
-only data any choice saw (the blend weight per horizon, the conformal band, the half-life);
+only data any choice saw (the blend weight per horizon, the conformal band, the loss and tree settings, the inputs);
 each is reported with the blend learned on the other two. The final fold (11-29..12-05) is
 reported with choices from the 3 choice folds and used for nothing else.
 """

@@ -33,6 +33,8 @@ FEATURES = [
     "holiday", "holiday_week_ago",
     "tod_sin", "tod_cos", "tod_sin2", "tod_cos2",
     *[f"dow_{i}" for i in range(7)],
+    "point_gap", "week_shape", "ratio_gap", "slope_1h", "past_days_gap", "week_now_vs_median",
+    "week_target_bump", "week_now_bump", "two_week_target_diff",
 ]
 
 
@@ -167,6 +169,24 @@ def design(
     unusual = np.nan_to_num(unusual, nan=0.0)
     momentum = now - gather(hist, lot, o, s - 1) if slots > 1 else np.zeros(n)
     momentum = np.where(s >= 1, momentum, np.nan)
+    slope = np.where(s >= 2, now - gather(hist, lot, o, s - 2), np.nan)
+    # The level gap at the origin's slot on each of the last three days (against their own week
+    # ago): a lot that has run above its week-ago level for days will likely stay there.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        past_gaps = np.nanmean([gather(hist, lot, o - k, s) - _weekly(hist, holiday, lot, o - k, s) for k in (1, 2, 3)],
+                               axis=0)
+    # Multiplicative level: week_t * now / week_now (bounded), against the additive anchor.
+    ratio = np.clip(now / np.maximum(week_now, 0.05), 0.0, 3.0)
+    ratio_gap = np.clip(week_t * ratio[:, None], 0.0, 1.0) - anchor
+
+    def bump(lot_, day_, slot_):
+        """How far a week-ago reading stands out from its neighbours' mean (a noisy reading)."""
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            neighbours = np.nanmean([gather(hist, lot_, day_ - 7, np.clip(slot_ + k, 0, slots - 1)) for k in (-1, 1)],
+                                    axis=0)
+        return gather(hist, lot_, day_ - 7, slot_) - neighbours
 
     minutes = tslot / slots
     hol_t = _holiday_at(holiday, L2, tday)
@@ -186,6 +206,9 @@ def design(
         np.sin(2 * np.pi * minutes), np.cos(2 * np.pi * minutes),
         np.sin(4 * np.pi * minutes), np.cos(4 * np.pi * minutes),
         *[(dow_t == i).astype(float) for i in range(7)],
+        per_origin(point_gap), week_t - week_now[:, None], ratio_gap, per_origin(slope), per_origin(past_gaps),
+        per_origin(week_now - med_now),
+        bump(L2, tday, tslot), per_origin(bump(lot, o, s)), two_t - week_t,
     ]
     x = np.nan_to_num(np.stack(columns, axis=-1), nan=0.0)
     # Inputs on a grid of 1/128 in [-1, 1]: at most 255 distinct values per input, so the trees'

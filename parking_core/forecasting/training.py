@@ -64,8 +64,8 @@ class TrainConfig:
     next_day_weight: float = 0.0
     refit: bool = True
     folds: int = 4  # rolling-origin folds of one week at the end of the data (the last one reported only)
-    gbm_iterations: int = 100
-    half_life_days: float | None = 14.0
+    gbm_iterations: int = 300
+    half_life_days: float | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
