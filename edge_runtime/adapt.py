@@ -147,21 +147,27 @@ class Adapter:
         return sigmoid(z).astype(np.float32)
 
     @classmethod
-    def load(cls, path: Path | str) -> Adapter:
+    def load(cls, path: Path | str, kind: str = "adapter", error: type[AdaptError] = AdaptError) -> Adapter:
+        """An adapter file, or (kind "calibration") a calibration file: the same head, made by
+        `parkcast-edge adapt` or `calibrate`; one is refused where the other is expected."""
         path = Path(path)
+        verb = "adapt" if kind == "adapter" else "calibrate"
         try:
             data = json.loads(path.read_text())
         except FileNotFoundError:
-            raise AdaptError(f"{path}: no such adapter (make one: parkcast-edge adapt)") from None
+            raise error(f"{path}: no such {kind} (make one: parkcast-edge {verb})") from None
         except json.JSONDecodeError as exc:
-            raise AdaptError(f"{path}: not valid JSON ({exc})") from None
-        if not isinstance(data, dict) or data.get("version") != 1 or "head" not in data:
-            raise AdaptError(f'{path}: not a parkcast adapter (expected {{"version": 1, "head": ...}})')
+            raise error(f"{path}: not valid JSON ({exc})") from None
+        if not isinstance(data, dict) or data.get("version") != 1 or "head" not in data \
+                or data.get("kind", "adapter") != kind:
+            raise error(f"{path}: not a parkcast {kind} (expected a version 1 file from `parkcast-edge {verb}`"
+                        + (f"; this one is a {data['kind']}" if isinstance(data, dict) and "kind" in data else "")
+                        + ")")
         try:
             return cls(data["head"], data.get("base_model", {}).get("sha256", ""), path,
                        (data.get("calibration") or {}).get("sha256", ""))
         except (KeyError, TypeError, ValueError) as exc:
-            raise AdaptError(f"{path}: malformed head ({exc})") from None
+            raise error(f"{path}: malformed head ({exc})") from None
 
 
 def write_adapter(path: Path | str, head: dict, base_model: Path, labels: dict,
@@ -171,9 +177,13 @@ def write_adapter(path: Path | str, head: dict, base_model: Path, labels: dict,
                 "labels": labels, "head": head}
     if calibration is not None:  # fitted on the calibrated model's output: only valid with that calibration
         document["calibration"] = {"file": Path(calibration).name, "sha256": sha256(calibration)}
+    return write_document(path, document)
+
+
+def write_document(path: Path | str, document: dict) -> dict:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(json.dumps(document, indent=1))
-    tmp.replace(path)  # never a half-written adapter
+    tmp.replace(path)  # never a half-written file
     return document

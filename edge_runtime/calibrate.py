@@ -19,13 +19,12 @@ labelled adapter on top of it.
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 
-from edge_runtime.adapt import Adapter, AdaptError, design, logit, newton, sha256
+from edge_runtime.adapt import Adapter, AdaptError, design, logit, newton, sha256, write_document
 
 MIN_FRAMES = 20  # fewer frames: too few distinct cars and lights to see where this camera's two classes lie
 MIN_PATCHES = 200
@@ -86,15 +85,10 @@ def fit_calibration(embedding: np.ndarray, probabilities: np.ndarray, rounds: in
 
 
 def write_calibration(path: Path | str, head: dict, base_model: Path, frames: dict) -> dict:
-    document = {"version": 1, "kind": "calibration", "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
-                "base_model": {"file": Path(base_model).name, "sha256": sha256(base_model)},
-                "frames": frames, "head": head}
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(document, indent=1))
-    tmp.replace(path)  # never a half-written file
-    return document
+    return write_document(path, {"version": 1, "kind": "calibration",
+                                 "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+                                 "base_model": {"file": Path(base_model).name, "sha256": sha256(base_model)},
+                                 "frames": frames, "head": head})
 
 
 def calibrate_frames(frames: list[Path], slot_map, classifier, out: Path) -> dict:
@@ -132,17 +126,4 @@ def calibrate_frames(frames: list[Path], slot_map, classifier, out: Path) -> dic
 
 
 def load_calibration(path: Path | str) -> Adapter:
-    path = Path(path)
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise CalibrationError(f"{path}: no such calibration (make one: parkcast-edge calibrate)") from None
-    except json.JSONDecodeError as exc:
-        raise CalibrationError(f"{path}: not valid JSON ({exc})") from None
-    if not isinstance(data, dict) or data.get("kind") != "calibration" or data.get("version") != 1:
-        raise CalibrationError(f'{path}: not a parkcast calibration (expected {{"version": 1, "kind": '
-                               '"calibration", ...}}; an adapter goes in `adapter =`)')
-    try:
-        return Adapter(data["head"], data.get("base_model", {}).get("sha256", ""), path)
-    except (KeyError, TypeError, ValueError) as exc:
-        raise CalibrationError(f"{path}: malformed head ({exc})") from None
+    return Adapter.load(path, kind="calibration", error=CalibrationError)

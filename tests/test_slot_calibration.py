@@ -146,6 +146,8 @@ def test_calibrate_cli_on_real_frames_then_classify_adapt_and_the_daemon(tmp_pat
     reading = daemon.process(Image.open(frame).convert("RGB"))
     assert daemon.classifier.calibration is not None and reading["capacity"] == 100
     daemon.outbox.close()
-    # An adapter file given as the calibration is refused with what to do.
+    # An adapter file given as the calibration, or the other way round, is refused with what to do.
     r = runner.invoke(main, ["classify", "--frame", str(frame), "--slots", str(xml), "--calibration", str(adapter)])
     assert r.exit_code != 0 and "not a parkcast calibration" in r.output
+    r = runner.invoke(main, ["classify", "--frame", str(frame), "--slots", str(xml), "--adapter", str(out)])
+    assert r.exit_code != 0 and "not a parkcast adapter" in r.output and "this one is a calibration" in r.output
