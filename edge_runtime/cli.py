@@ -166,7 +166,9 @@ def calibrate(frames_dir: Path, slots_path: Path, out: Path, model: Path | None,
     click.echo(json.dumps(result))
     click.echo(f"calibration written to {out} from {result['patches']} slot patches of {result['frames']} frames "
                f"(it calls {result['taken_share']:.0%} of them taken and agrees with the model as trained on "
-               f"{result['agreement_with_base']:.0%}); set calibration = \"{out}\" in edge.toml", err=True)
+               f"{result['agreement_with_base']:.0%}). Check it on a frame (parkcast-edge label --calibration "
+               f"{out}) before setting calibration = \"{out}\" in edge.toml: on a camera the model already gets "
+               "right, calibration makes it worse", err=True)
 
 
 @main.command("eval")
