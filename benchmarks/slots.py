@@ -3,7 +3,10 @@
 For each source: train on all the others, test on it (no label from it), through the edge's own
 code (frames -> slot map -> perspective crop -> int8 ONNX). Then few-shot adaptation on it: k
 labelled patches per class drawn from it (k = 5, 10, 20; several draws), an adapter fitted in
-numpy exactly as `parkcast-edge adapt` does, tested on the source's other patches.
+numpy exactly as `parkcast-edge adapt` does, tested on the source's other patches. And
+label-free calibration (`parkcast-edge calibrate`): the source's frames in time order, one half
+calibrates without labels, the other half is tested, in both directions (rows "later half" and
+"earlier half"), with the adapter on top of the calibration.
 
 Sources (the shared data folder beside the checkout when present, else the repo's data/sample/slots;
 PARKCAST_SLOT_DATA=DIR names another):
