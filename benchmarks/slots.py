@@ -3,9 +3,13 @@
 For each source: train on all the others, test on it (no label from it), through the edge's own
 code (frames -> slot map -> perspective crop -> int8 ONNX). Then few-shot adaptation on it: k
 labelled patches per class drawn from it (k = 5, 10, 20; several draws), an adapter fitted in
-numpy exactly as `parkcast-edge adapt` does, tested on the source's other patches.
+numpy exactly as `parkcast-edge adapt` does, tested on the source's other patches. And
+label-free calibration (`parkcast-edge calibrate`): the source's frames in time order, one half
+calibrates without labels, the other half is tested, in both directions (rows "later half" and
+"earlier half"), with the adapter on top of the calibration.
 
-Sources (the shared data folder beside the checkout when present, else the repo's data/sample/slots):
+Sources (the shared data folder beside the checkout when present, else the repo's data/sample/slots;
+PARKCAST_SLOT_DATA=DIR names another):
   cnrpark_camA  CNRPark camera A patches (Pisa, one sunny day)
   pklot_pucpr   PKLot PUCPR frames (Curitiba; 43 frames, 24 days, sunny/cloudy/rainy)
   pucpr_days    the 3 PUCPR frames of pklot_pucpr_frames, trained on camera A + the other 40
@@ -29,6 +33,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from edge_runtime.adapt import Adapter, AdaptError, fit_head  # noqa: E402
+from edge_runtime.calibrate import MIN_FRAMES, fit_calibration  # noqa: E402
 from edge_runtime.classifier import SlotClassifier  # noqa: E402
 from edge_runtime.evaluate import scores  # noqa: E402
 from slot_training.data import PatchSet, cached, load_frames, load_patch_csv  # noqa: E402
@@ -40,6 +45,8 @@ for candidate in (SHARED, REPO / "data" / "sample" / "slots"):
     if (candidate / "cnrpark_camA" / "labels.csv").exists():
         DATA = candidate
         break
+if os.environ.get("PARKCAST_SLOT_DATA"):  # a checkout elsewhere (a git worktree) names the shared folder
+    DATA = Path(os.environ["PARKCAST_SLOT_DATA"])
 CACHE = Path(tempfile.gettempdir()) / "parkcast-slot-cache"
 SHOTS = (5, 10, 20)
 
@@ -84,7 +91,38 @@ def few_shot(classifier: SlotClassifier, test: PatchSet, draws: int, dump: Path 
     probabilities, embedding = np.concatenate(probabilities), np.concatenate(embedding)
     if dump is not None:  # for studying adapters without retraining (--adapt-only)
         np.savez(dump, embedding=embedding, probabilities=probabilities, occupied=test.occupied, groups=test.groups)
-    return adapted_accuracy(embedding, probabilities, test.occupied, draws)
+    return adapted_accuracy(embedding, probabilities, test.occupied, draws), \
+        calibrated(embedding, probabilities, test.occupied, test.groups, draws)
+
+
+def calibrated(embedding: np.ndarray, probabilities: np.ndarray, occupied: np.ndarray, groups: np.ndarray,
+               draws: int) -> dict | None:
+    """`parkcast-edge calibrate` on the held-out source: its frames (capture times) in time order,
+    the earlier half used without labels to calibrate, the later half to test (plain model on the
+    same later half for comparison); calibrated on MIN_FRAMES frames and on the whole earlier half;
+    then calibrated + adapted on k labels per class drawn from the later half. And the other way
+    round (calibrated on the later half, tested on the earlier one): which frames self-training
+    gets matters, and this direction was not looked at when the calibration was designed."""
+    frames = np.unique(groups)  # frame names and capture times sort in time order
+    if len(frames) < 2 * MIN_FRAMES:
+        return None  # too few frames to calibrate on some and test on others
+    first, second = frames[: len(frames) // 2], frames[len(frames) // 2 :]
+    later = np.isin(groups, second)
+
+    def accuracy(chosen: np.ndarray, test: np.ndarray) -> tuple[float, np.ndarray]:
+        on = np.isin(groups, chosen)
+        p = Adapter(fit_calibration(embedding[on], probabilities[on]))(embedding[test], probabilities[test])
+        return scores(occupied[test], p >= 0.5)["accuracy"], p
+
+    out = {"frames": len(first), "min_frames": MIN_FRAMES, "test_frames": len(second),
+           "test_patches": int(later.sum()), "plain": scores(occupied[later], probabilities[later] >= 0.5)["accuracy"],
+           "cal_min": accuracy(first[:MIN_FRAMES], later)[0]}
+    out["cal"], p = accuracy(first, later)
+    out["adapted"] = adapted_accuracy(embedding[later], p, occupied[later], draws)
+    out["reverse"] = {"frames": len(second), "test_patches": int((~later).sum()),
+                      "plain": scores(occupied[~later], probabilities[~later] >= 0.5)["accuracy"],
+                      "cal_min": accuracy(second[-MIN_FRAMES:], ~later)[0], "cal": accuracy(second, ~later)[0]}
+    return out
 
 
 def adapted_accuracy(embedding: np.ndarray, probabilities: np.ndarray, occupied: np.ndarray, draws: int) -> dict:
@@ -121,7 +159,8 @@ def run_fold(name: str, config: SlotTrainConfig, draws: int, dump: Path | None =
         result = {"held_out": name, "trained_on": train.name, "arch": config.arch, "train_patches": len(train),
                   "test_patches": len(test), "train_seconds": round(seconds),
                   "int8_kb": round(int8.stat().st_size / 1024), "fp32": evaluate(SlotClassifier(fp32), test),
-                  "int8": evaluate(classifier, test), "adapted": few_shot(classifier, test, draws, dump)}
+                  "int8": evaluate(classifier, test)}
+        result["adapted"], result["calibrated"] = few_shot(classifier, test, draws, dump)
     return result
 
 
@@ -159,12 +198,27 @@ def main() -> None:
             r = next(row for row in rows if row["held_out"] == name)
             saved = np.load(args.adapt_only / f"{name}_{config.arch}{config.depth}_{config.pool}.npz")
             r["adapted"] = adapted_accuracy(saved["embedding"], saved["probabilities"], saved["occupied"], args.draws)
+            r["calibrated"] = calibrated(saved["embedding"], saved["probabilities"], saved["occupied"],
+                                         saved["groups"], args.draws)
         else:
             r = run_fold(name, config, args.draws, args.dump)
         adapted = " ".join(f"{a['mean']:>8.4f}/{a['min']:.4f}" for a in r["adapted"].values())
         print(f"{name:<14} {r['trained_on']:<26} {r['test_patches']:>5} {r['fp32']['accuracy']:>7.4f} "
               f"{r['int8']['accuracy']:>7.4f} {adapted}   (int8 {r['int8_kb']} KB, confusion "
               f"{r['int8']['confusion']}, trained in {r['train_seconds']} s)", flush=True)
+        c = r.get("calibrated")
+        if c:
+            adapted = " ".join(f"{a['mean']:>8.4f}/{a['min']:.4f}" for a in c["adapted"].values())
+            back = c["reverse"]
+            for label, accuracy in (("no labels, plain model", c["plain"]),
+                                    (f"calibrated, {MIN_FRAMES} frames", c["cal_min"]),
+                                    (f"calibrated, {c['frames']} frames", f"{c['cal']:>7.4f} {adapted}")):
+                print(f"{'  later half':<14} {label:<26} {c['test_patches']:>5} {'':>7} "
+                      + (f"{accuracy:>7.4f}" if isinstance(accuracy, float) else accuracy))
+            for label, accuracy in (("no labels, plain model", back["plain"]),
+                                    (f"calibrated, last {MIN_FRAMES} fr.", back["cal_min"]),
+                                    (f"calibrated, {back['frames']} later fr.", back["cal"])):
+                print(f"{'  earlier half':<14} {label:<26} {back['test_patches']:>5} {'':>7} {accuracy:>7.4f}")
         if args.json:
             with open(args.json, "a") as fh:
                 fh.write(json.dumps({**r, "config": vars(args) | {"json": None}}, default=str) + "\n")

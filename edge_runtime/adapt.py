@@ -57,12 +57,15 @@ def start(dim: int) -> np.ndarray:
     return theta
 
 
-def newton(x: np.ndarray, y: np.ndarray, weights: np.ndarray, strength: float, iterations: int = 25) -> np.ndarray:
-    """argmin sum_i w_i CE(y_i, sigmoid(x_i theta)) / sum w + strength/2 |theta - theta0|^2 (bias free)."""
-    theta0 = start(x.shape[1])
+def newton(x: np.ndarray, y: np.ndarray, weights: np.ndarray, strength: float, iterations: int = 25,
+           theta0: np.ndarray | None = None, pull: np.ndarray | None = None) -> np.ndarray:
+    """argmin sum_i w_i CE(y_i, sigmoid(x_i theta)) / sum w + 1/2 sum_j pull_j (theta_j - theta0_j)^2;
+    by default theta0 is the base model and pull_j = strength for every weight (the bias is free)."""
+    theta0 = start(x.shape[1]) if theta0 is None else theta0
     theta = theta0.copy()
-    pull = np.full(x.shape[1], strength)
-    pull[-1] = 0.0  # the bias is free to move
+    if pull is None:
+        pull = np.full(x.shape[1], strength)
+        pull[-1] = 0.0  # the bias is free to move
     w = weights / weights.sum()
     for _ in range(iterations):
         p = sigmoid(x @ theta)
@@ -129,11 +132,12 @@ def fit_head(embedding: np.ndarray, probabilities: np.ndarray, occupied: np.ndar
 class Adapter:
     """A fitted head applied after the ONNX model."""
 
-    def __init__(self, head: dict, base_sha256: str = "", path: Path | None = None):
+    def __init__(self, head: dict, base_sha256: str = "", path: Path | None = None, calibration_sha256: str = ""):
         self.center = np.asarray(head["center"], dtype=np.float64)
         self.scale = np.asarray(head["scale"], dtype=np.float64)
         self.theta = np.array([*head["weights"], head["bias"]], dtype=np.float64)
         self.base_sha256, self.path = base_sha256, path
+        self.calibration_sha256 = calibration_sha256  # fitted on top of this calibration ("" for none)
 
     def __call__(self, embedding: np.ndarray, probabilities: np.ndarray) -> np.ndarray:
         if embedding.shape[1] + 2 != len(self.theta):
@@ -143,29 +147,43 @@ class Adapter:
         return sigmoid(z).astype(np.float32)
 
     @classmethod
-    def load(cls, path: Path | str) -> Adapter:
+    def load(cls, path: Path | str, kind: str = "adapter", error: type[AdaptError] = AdaptError) -> Adapter:
+        """An adapter file, or (kind "calibration") a calibration file: the same head, made by
+        `parkcast-edge adapt` or `calibrate`; one is refused where the other is expected."""
         path = Path(path)
+        verb = "adapt" if kind == "adapter" else "calibrate"
         try:
             data = json.loads(path.read_text())
         except FileNotFoundError:
-            raise AdaptError(f"{path}: no such adapter (make one: parkcast-edge adapt)") from None
+            raise error(f"{path}: no such {kind} (make one: parkcast-edge {verb})") from None
         except json.JSONDecodeError as exc:
-            raise AdaptError(f"{path}: not valid JSON ({exc})") from None
-        if not isinstance(data, dict) or data.get("version") != 1 or "head" not in data:
-            raise AdaptError(f'{path}: not a parkcast adapter (expected {{"version": 1, "head": ...}})')
+            raise error(f"{path}: not valid JSON ({exc})") from None
+        if not isinstance(data, dict) or data.get("version") != 1 or "head" not in data \
+                or data.get("kind", "adapter") != kind:
+            raise error(f"{path}: not a parkcast {kind} (expected a version 1 file from `parkcast-edge {verb}`"
+                        + (f"; this one is a {data['kind']}" if isinstance(data, dict) and "kind" in data else "")
+                        + ")")
         try:
-            return cls(data["head"], data.get("base_model", {}).get("sha256", ""), path)
+            return cls(data["head"], data.get("base_model", {}).get("sha256", ""), path,
+                       (data.get("calibration") or {}).get("sha256", ""))
         except (KeyError, TypeError, ValueError) as exc:
-            raise AdaptError(f"{path}: malformed head ({exc})") from None
+            raise error(f"{path}: malformed head ({exc})") from None
 
 
-def write_adapter(path: Path | str, head: dict, base_model: Path, labels: dict) -> dict:
+def write_adapter(path: Path | str, head: dict, base_model: Path, labels: dict,
+                  calibration: Path | None = None) -> dict:
     document = {"version": 1, "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
                 "base_model": {"file": Path(base_model).name, "sha256": sha256(base_model)},
                 "labels": labels, "head": head}
+    if calibration is not None:  # fitted on the calibrated model's output: only valid with that calibration
+        document["calibration"] = {"file": Path(calibration).name, "sha256": sha256(calibration)}
+    return write_document(path, document)
+
+
+def write_document(path: Path | str, document: dict) -> dict:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(json.dumps(document, indent=1))
-    tmp.replace(path)  # never a half-written adapter
+    tmp.replace(path)  # never a half-written file
     return document

@@ -1,6 +1,7 @@
 """parkcast-edge: run the daemon, classify one frame (with an overlay picture), evaluate a
-labelled patch set, and adapt the model to a new camera: `label` cuts a frame's slots out with
-the model's guesses for a person to correct, `adapt` fits an adapter on those labels."""
+labelled patch set, and fit the model to a new camera: `calibrate` learns from unlabelled frames
+of it (no labels), `label` cuts a frame's slots out with the model's guesses for a person to
+correct, `adapt` fits an adapter on those labels."""
 
 from __future__ import annotations
 
@@ -44,15 +45,17 @@ def run(config_path: Path, log_level: str) -> None:
 @click.option("--model", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None)
 @click.option("--adapter", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="adapter from `parkcast-edge adapt`")
+@click.option("--calibration", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="calibration from `parkcast-edge calibrate`")
 @click.option("--threshold", type=float, default=0.5, show_default=True)
 def classify(frame: Path, slots_path: Path, overlay: Path | None, model: Path | None, adapter: Path | None,
-             threshold: float) -> None:
+             calibration: Path | None, threshold: float) -> None:
     """Per-slot states and the count of one frame, as JSON; --overlay draws free green, taken red."""
     from edge_runtime.overlay import draw_overlay
     from edge_runtime.preprocess import crop_all
 
     image, slot_map = _frame_and_map(frame, slots_path)
-    classifier = _classifier(model, adapter)
+    classifier = _classifier(model, adapter, calibration)
     probabilities = classifier.predict(crop_all(image, slot_map, classifier.size))
     states = probabilities >= threshold
     if overlay:
@@ -78,12 +81,12 @@ def _frame_and_map(frame: Path, slots_path: Path):
     return image, slot_map
 
 
-def _classifier(model: Path | None, adapter: Path | None = None):
+def _classifier(model: Path | None, adapter: Path | None = None, calibration: Path | None = None):
     from edge_runtime.adapt import AdaptError
     from edge_runtime.classifier import SlotClassifier
 
     try:
-        return SlotClassifier(model, adapter=adapter)
+        return SlotClassifier(model, adapter=adapter, calibration=calibration)
     except (AdaptError, FileNotFoundError) as exc:
         raise click.ClickException(str(exc)) from None
 
@@ -95,17 +98,21 @@ def _classifier(model: Path | None, adapter: Path | None = None):
               help="folder for the patches, labels.csv and overlay PNGs (several frames may share it)")
 @click.option("--model", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None)
 @click.option("--adapter", type=click.Path(dir_okay=False, path_type=Path), default=None)
-def label(frame: Path, slots_path: Path, out: Path, model: Path | None, adapter: Path | None) -> None:
+@click.option("--calibration", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="calibration from `parkcast-edge calibrate`")
+def label(frame: Path, slots_path: Path, out: Path, model: Path | None, adapter: Path | None,
+          calibration: Path | None) -> None:
     """Cut a frame's slots out for labelling: OUT/patches/*.png (exactly what the model sees),
     OUT/labels.csv pre-filled with the model's guesses (correct the `occupied` column: 1 taken,
     0 free; delete a row to leave a slot out) and OUT/<frame>.overlay.png with slot ids."""
     from edge_runtime.labels import write_label_set
 
     image, slot_map = _frame_and_map(frame, slots_path)
-    result = write_label_set(image, frame.stem, slot_map, _classifier(model, adapter), out)
+    result = write_label_set(image, frame.stem, slot_map, _classifier(model, adapter, calibration), out)
     click.echo(json.dumps(result))
     click.echo(f"correct {result['labels']} (occupied: 1 taken, 0 free), using {result['overlay']} to find "
-               "each slot id; then: parkcast-edge adapt --labels LABELS --out adapter.json", err=True)
+               "each slot id; then: parkcast-edge adapt --labels LABELS --out adapter.json"
+               + (f" --calibration {calibration}" if calibration else ""), err=True)
 
 
 @main.command()
@@ -114,14 +121,16 @@ def label(frame: Path, slots_path: Path, out: Path, model: Path | None, adapter:
 @click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="adapter .json")
 @click.option("--model", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="base model (default: the packaged int8 model)")
-def adapt(labels_paths: tuple[Path, ...], out: Path, model: Path | None) -> None:
+@click.option("--calibration", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="fit on top of this calibration (`parkcast-edge calibrate`); the daemon must then use both")
+def adapt(labels_paths: tuple[Path, ...], out: Path, model: Path | None, calibration: Path | None) -> None:
     """Fit this camera's adapter on corrected labels (numpy, seconds, deterministic); the daemon
-    uses it when edge.toml says `adapter = "OUT"`."""
+    uses it when edge.toml says `adapter = "OUT"` (and `calibration = ...` if fitted with one)."""
     from edge_runtime.adapt import AdaptError
     from edge_runtime.labels import adapt_from_labels
 
     try:
-        result = adapt_from_labels(list(labels_paths), _classifier(model), out)
+        result = adapt_from_labels(list(labels_paths), _classifier(model, calibration=calibration), out)
     except (AdaptError, ValueError, OSError) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(json.dumps(result))
@@ -132,17 +141,50 @@ def adapt(labels_paths: tuple[Path, ...], out: Path, model: Path | None) -> None
                f"{result['base_accuracy']:.3f}; {verdict}; set adapter = \"{out}\" in edge.toml", err=True)
 
 
+@main.command()
+@click.option("--frames", "frames_dir", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="folder of unlabelled frames of this camera (.jpg/.jpeg/.png), e.g. one every 15 minutes "
+                   "over a working day")
+@click.option("--slots", "slots_path", required=True, type=click.Path(path_type=Path), help="slot map: .xml/.csv/.json")
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="calibration .json")
+@click.option("--model", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="base model (default: the packaged int8 model)")
+@click.option("--frame", "frame_name", default=None, help="for a CSV slot map holding several frames")
+def calibrate(frames_dir: Path, slots_path: Path, out: Path, model: Path | None, frame_name: str | None) -> None:
+    """Fit the model to this camera without labels, from its own unlabelled frames (numpy,
+    deterministic); the daemon uses it when edge.toml says `calibration = "OUT"`."""
+    from edge_runtime.adapt import AdaptError
+    from edge_runtime.calibrate import calibrate_frames
+    from edge_runtime.slotmap import SlotMapError, load_slot_map
+
+    frames = sorted(p for p in frames_dir.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+    try:
+        slot_map = load_slot_map(slots_path, frame_name)
+        result = calibrate_frames(frames, slot_map, _classifier(model), out)
+    except (AdaptError, SlotMapError, OSError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(json.dumps(result))
+    click.echo(f"calibration written to {out} from {result['patches']} slot patches of {result['frames']} frames "
+               f"(it calls {result['taken_share']:.0%} of them taken and agrees with the model as trained on "
+               f"{result['agreement_with_base']:.0%}). Check it on a frame (parkcast-edge label --calibration "
+               f"{out}) before setting calibration = \"{out}\" in edge.toml: on a camera the model already gets "
+               "right, calibration makes it worse", err=True)
+
+
 @main.command("eval")
 @click.option("--labels", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="CSV with path,occupied (paths relative to the CSV)")
 @click.option("--model", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None)
 @click.option("--adapter", type=click.Path(dir_okay=False, path_type=Path), default=None)
 @click.option("--split", default=None, help="only rows whose split column has this value")
-def evaluate(labels: Path, model: Path | None, adapter: Path | None, split: str | None) -> None:
+@click.option("--calibration", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="calibration from `parkcast-edge calibrate`")
+def evaluate(labels: Path, model: Path | None, adapter: Path | None, split: str | None,
+             calibration: Path | None) -> None:
     """Accuracy, precision, recall, F1 and the confusion matrix on a labelled patch set."""
     from edge_runtime.evaluate import evaluate_patches
 
-    classifier = _classifier(model, adapter)
+    classifier = _classifier(model, adapter, calibration)
     try:
         result = evaluate_patches(classifier, labels, split=split)
     except (ValueError, OSError) as exc:

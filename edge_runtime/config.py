@@ -45,6 +45,7 @@ class EdgeConfig:
     api_key: str = ""
     api_key_file: str = ""
     model: str = ""  # default: the packaged int8 model
+    calibration: str = ""  # this camera's label-free calibration from `parkcast-edge calibrate`
     adapter: str = ""  # this camera's adapter from `parkcast-edge adapt` (none: the model as trained)
     frame: str = ""  # for a CSV slot map holding several frames
     heartbeat_s: float = 300.0
@@ -92,7 +93,7 @@ def load_config(path: Path | str) -> EdgeConfig:
            for name, cls in (("source", SourceConfig), ("smoothing", SmoothingConfig), ("upload", UploadConfig))}
     config = _section(EdgeConfig, {**data, **sub}, str(path))
     # Relative paths are relative to the config file.
-    for name in ("slot_map", "model", "adapter", "outbox", "health_file", "api_key_file"):
+    for name in ("slot_map", "model", "calibration", "adapter", "outbox", "health_file", "api_key_file"):
         value = getattr(config, name)
         if value and not Path(value).is_absolute():
             setattr(config, name, str(base / value))

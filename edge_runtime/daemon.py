@@ -61,7 +61,7 @@ class Daemon:
         self.slot_map = load_slot_map(config.slot_map, config.frame or None)
         self.api_key = config.key()
         self.classifier = SlotClassifier(config.model or None, threads=config.threads,
-                                         adapter=config.adapter or None)
+                                         adapter=config.adapter or None, calibration=config.calibration or None)
         self.source = open_source(config.source.kind, config.source.path, config.source.loop)
         s = config.smoothing
         self.smoother = Smoother(len(self.slot_map.slots), s.alpha, s.on, s.off)
@@ -160,6 +160,7 @@ class Daemon:
         uploader.start()
         log.info("started", extra={"lot": self.config.lot_id, "device": self.config.device_id,
                                    "slots": len(self.slot_map.slots), "model": str(self.classifier.path),
+                                   "calibration": self.config.calibration or None,
                                    "adapter": self.config.adapter or None,
                                    "source": self.config.source.kind})
         try:

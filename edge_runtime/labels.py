@@ -54,9 +54,11 @@ def write_label_set(image: Image.Image, frame_name: str, slot_map, classifier, o
 
 
 def adapt_from_labels(labels_paths: list[Path], classifier, out: Path) -> dict:
-    """Fit and write an adapter for `classifier`'s model from corrected label sets."""
+    """Fit and write an adapter for `classifier`'s model (and its calibration, when it has one)
+    from corrected label sets."""
     if classifier.adapter is not None or not classifier.has_embedding:
-        raise ValueError("adapt needs the plain base model (with an embedding output), not an adapted one")
+        raise ValueError("adapt needs the base model (with an embedding output, calibrated or not), "
+                         "not an adapted one")
     rows = [row for path in labels_paths for row in read_labels(path)]
     occupied = np.array([o for _, o in rows])
     check_labels(occupied)  # before reading any image: a clear message first
@@ -67,12 +69,13 @@ def adapt_from_labels(labels_paths: list[Path], classifier, out: Path) -> dict:
             if not path.exists():
                 raise ValueError(f"{path}: no such patch (labels.csv paths are relative to the CSV)")
             batch.append(Image.open(path))
-        p, e = classifier.outputs(to_array(batch, classifier.size))
+        p, e = classifier.calibrated_outputs(to_array(batch, classifier.size))
         probabilities.append(p)
         embedding.append(e)
     probabilities, embedding = np.concatenate(probabilities), np.concatenate(embedding)
     head = fit_head(embedding, probabilities, occupied)
     counts = {"free": int((~occupied).sum()), "taken": int(occupied.sum())}
-    write_adapter(out, head, classifier.path, counts | {"files": [str(p) for p in labels_paths]})
+    calibration = classifier.calibration.path if classifier.calibration is not None else None
+    write_adapter(out, head, classifier.path, counts | {"files": [str(p) for p in labels_paths]}, calibration)
     return {"n": len(rows), **counts, "base_accuracy": head["base_accuracy"], "cv_accuracy": head["cv_accuracy"],
             "strength": head["strength"], "out": str(out), "min_per_class": MIN_PER_CLASS}

@@ -1,0 +1,129 @@
+"""Label-free calibration to a new camera, from unlabelled frames of it (`parkcast-edge calibrate`).
+
+Why: the model trained on other cameras gets 0.89-0.92 of a new camera's slots right (issue 13),
+but its errors are systematic for that camera (painted lines, a bright surface, another angle),
+and the camera's own patches, even unlabelled, show where its two classes lie: a slot is either
+free or taken, so the embeddings of many patches of one camera form two groups.
+
+How (self-training, numpy, deterministic): the embedding is standardised with the camera's own
+mean and spread (so features are read relative to this camera, not the training cameras); the
+base model labels every patch; a logistic head is fitted on the patches it is most sure of in
+each class (half of them), the head relabels every patch, and the share kept grows to all of
+them over ROUNDS rounds. The head reads the camera's embedding only, not the base model's logit,
+so it can overrule the base model where the camera's own structure disagrees with it.
+
+The result is a head in the adapter's format (edge_runtime.adapt.Adapter), bound to the base
+model by SHA-256, applied after the model; `parkcast-edge adapt --calibration FILE` fits a
+labelled adapter on top of it.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+
+from edge_runtime.adapt import Adapter, AdaptError, design, logit, newton, sha256, write_document
+
+MIN_FRAMES = 20  # fewer frames: too few distinct cars and lights to see where this camera's two classes lie
+MIN_PATCHES = 200
+MIN_PER_CLASS = 20  # the base model must see at least this many of each class among the patches
+ROUNDS = 10
+FIRST_SHARE = 0.5  # round 1 trusts the surer half of each class; the last round, all patches
+STRENGTH = 0.1  # L2 pull of the head's weights towards 0 (mean loss; same for any number of patches)
+
+
+class CalibrationError(AdaptError):
+    pass
+
+
+def _balanced(y: np.ndarray) -> np.ndarray:
+    counts = np.bincount(y.astype(int), minlength=2).astype(np.float64)
+    return np.where(y == 1, len(y) / (2 * counts[1]), len(y) / (2 * counts[0]))
+
+
+def fit_calibration(embedding: np.ndarray, probabilities: np.ndarray, rounds: int = ROUNDS,
+                    first_share: float = FIRST_SHARE, strength: float = STRENGTH) -> dict:
+    """A head (adapter format) from the unlabelled patches of one camera: their embeddings and
+    the base model's P(taken)."""
+    embedding = np.asarray(embedding, dtype=np.float64)
+    if len(embedding) < MIN_PATCHES:
+        raise CalibrationError(f"only {len(embedding)} slot patches: calibration needs at least {MIN_PATCHES} "
+                               "(more frames, over a day)")
+    center = embedding.mean(axis=0)
+    scale = np.maximum(embedding.std(axis=0), 0.1 * float(np.sqrt(np.mean(np.square(embedding - center)))) + 1e-6)
+    x = design(embedding, probabilities, center, scale)
+    score = logit(probabilities)
+    counts = np.bincount((score > 0).astype(int), minlength=2)
+    if counts.min() < MIN_PER_CLASS:
+        raise CalibrationError(f"the model sees {counts[0]} free and {counts[1]} taken slots in these frames; "
+                               f"calibration needs at least {MIN_PER_CLASS} of each: record frames while cars "
+                               "come and go (a working day), not an empty or a full car park only")
+    theta0 = np.zeros(x.shape[1])
+    pull = np.full(x.shape[1], strength)
+    pull[-2] = 1e9  # the base model's logit stays out: the head must read the camera's own features
+    pull[-1] = 0.0  # the bias is free
+    for r in range(rounds):
+        share = first_share + (1 - first_share) * r / max(rounds - 1, 1)
+        guess = score > 0
+        keep = np.zeros(len(score), dtype=bool)
+        for label in (False, True):
+            members = np.flatnonzero(guess == label)
+            if len(members) == 0:
+                raise CalibrationError(f"self-training lost every {'taken' if label else 'free'} slot "
+                                       f"(round {r + 1}); the frames do not show both classes clearly")
+            sure = np.abs(score[members])
+            keep[members[sure >= np.quantile(sure, 1 - share)]] = True
+        y = guess[keep].astype(np.float64)
+        theta = newton(x[keep], y, _balanced(y), strength, theta0=theta0, pull=pull)
+        score = x @ theta
+    agree = float(((score > 0) == (logit(probabilities) > 0)).mean())
+    return {"center": center.tolist(), "scale": scale.tolist(), "weights": theta[:-1].tolist(),
+            "bias": float(theta[-1]), "rounds": rounds, "strength": strength,
+            "taken_share": round(float((score > 0).mean()), 4), "agreement_with_base": round(agree, 4)}
+
+
+def write_calibration(path: Path | str, head: dict, base_model: Path, frames: dict) -> dict:
+    return write_document(path, {"version": 1, "kind": "calibration",
+                                 "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+                                 "base_model": {"file": Path(base_model).name, "sha256": sha256(base_model)},
+                                 "frames": frames, "head": head})
+
+
+def calibrate_frames(frames: list[Path], slot_map, classifier, out: Path) -> dict:
+    """Crop every slot of every frame, fit the calibration and write it to `out`."""
+    from PIL import Image, UnidentifiedImageError
+
+    from edge_runtime.preprocess import crop_all
+    from edge_runtime.slotmap import SlotMapError, validate
+
+    if classifier.calibration is not None or classifier.adapter is not None or not classifier.has_embedding:
+        raise CalibrationError("calibrate needs the plain base model (with an embedding output), "
+                               "not a calibrated or adapted one")
+    if len(frames) < MIN_FRAMES:
+        raise CalibrationError(f"{len(frames)} frame(s): calibration needs at least {MIN_FRAMES} frames of this "
+                               "camera, spread over a day with cars coming and going")
+    probabilities, embedding = [], []
+    for frame in frames:
+        try:
+            image = Image.open(frame).convert("RGB")
+        except (OSError, UnidentifiedImageError) as exc:
+            raise CalibrationError(f"{frame}: not a readable image ({exc})") from None
+        try:
+            validate(slot_map, image.size)
+        except SlotMapError as exc:
+            raise CalibrationError(f"{frame}: the slot map does not fit this frame ({exc})") from None
+        p, e = classifier.outputs(crop_all(image, slot_map, classifier.size))
+        probabilities.append(p)
+        embedding.append(e)
+    probabilities, embedding = np.concatenate(probabilities), np.concatenate(embedding)
+    head = fit_calibration(embedding, probabilities)
+    write_calibration(out, head, classifier.path, {"count": len(frames), "slots": len(slot_map.slots),
+                                                    "first": frames[0].name, "last": frames[-1].name})
+    return {"frames": len(frames), "patches": len(embedding), "taken_share": head["taken_share"],
+            "agreement_with_base": head["agreement_with_base"], "out": str(out)}
+
+
+def load_calibration(path: Path | str) -> Adapter:
+    return Adapter.load(path, kind="calibration", error=CalibrationError)
