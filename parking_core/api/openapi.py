@@ -99,8 +99,13 @@ def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
 COMMON = (405, 413, 503)
 
 
+API_KEY_HEADER = "X-API-Key"
+API_KEY_SCHEME = "APIKeyHeader"
+
+
 def add_to_openapi(app: Any) -> None:
-    """Publish the reading contract (the route parses the body itself), and 405 + Allow everywhere."""
+    """Publish the reading contract and its key header (the route parses both itself), and 405 +
+    Allow everywhere."""
     from parking_core.contracts import Reading, ReadingBatch
 
     original = app.openapi
@@ -109,7 +114,10 @@ def add_to_openapi(app: Any) -> None:
         if app.openapi_schema:
             return app.openapi_schema
         schema = original()
-        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        schema.setdefault("components", {})["securitySchemes"] = {API_KEY_SCHEME: {
+            "type": "apiKey", "in": "header", "name": API_KEY_HEADER,
+            "description": "the device's key (parkcast device add)"}}
+        components = schema["components"].setdefault("schemas", {})
         for model in (Reading, ReadingBatch, Forecast):
             defs = model.model_json_schema(ref_template="#/components/schemas/{model}")
             components.update(defs.pop("$defs", {}))
