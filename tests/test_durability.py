@@ -76,7 +76,9 @@ def test_sigkill_mid_stream_loses_no_acknowledged_reading(tmp_path):
     store.put_lot(make_lot("LOT-A"))
     _, key = register_device(store, "LOT-A", "cam-1")
     store.close()
-    server = start_server(tmp_path, PARKCAST_SQLITE_SYNCHRONOUS="NORMAL")
+    # One device streams as fast as the API answers: its per-device rate limit is off here, or
+    # most requests would be 429s (not acknowledged, so never at risk) and prove nothing.
+    server = start_server(tmp_path, PARKCAST_SQLITE_SYNCHRONOUS="NORMAL", PARKCAST_RATE_LIMIT_PER_DEVICE="0")
     acknowledged: list[str] = []
     stop = threading.Event()
 

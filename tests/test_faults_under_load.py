@@ -1,7 +1,8 @@
 """A short run of benchmarks/load.py per fault: devices post against the real API while it is
-SIGKILLed and restarted, its disk fills up, its file system turns read-only, its forecast endpoint goes down or slow. Every
-acknowledged reading is stored exactly once, the file is intact, no answer is a 500 or lacks
-the error shape, the fault is visible while it lasts, and the API acknowledges again after."""
+SIGKILLed and restarted, its disk fills up, its file system turns read-only, its forecast
+endpoint goes down or slow. Every acknowledged reading is stored exactly once, the file is
+intact, no answer is a 500 or lacks the error shape, the fault is visible while it lasts, and
+the API acknowledges again after."""
 
 from __future__ import annotations
 
@@ -22,9 +23,9 @@ STORE_FAULTS = ("disk_full", "read_only")
 @pytest.mark.parametrize("fault", ["kill", "disk_full", "read_only", "endpoint_down", "endpoint_slow"])
 def test_no_acknowledged_reading_lost_or_doubled(fault, tmp_path):
     # CI runs as root on ext4 and sets PARKCAST_REQUIRE_FAULT_TOOLS: there a missing chattr fails.
-    if fault == "read_only" and not os.environ.get("PARKCAST_REQUIRE_FAULT_TOOLS"):
-        if why := read_only_unsupported(tmp_path):
-            pytest.skip(why)
+    if (fault == "read_only" and not os.environ.get("PARKCAST_REQUIRE_FAULT_TOOLS")
+            and (why := read_only_unsupported(tmp_path))):
+        pytest.skip(why)
     result = run_scenario(fault, devices=4, seconds=4.5, workdir=tmp_path)
     assert result.acked > 0 and result.lost == 0 and result.duplicates == 0
     assert result.stored_once == result.acked
