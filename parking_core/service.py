@@ -12,7 +12,7 @@ from typing import Any
 from pydantic import TypeAdapter, ValidationError
 
 from parking_core.contracts import Device, Lot, PutOutcome, Reading, WireTime
-from parking_core.store import ConflictError, Store, hash_api_key
+from parking_core.store import ConflictError, DeviceInactive, Store, hash_api_key
 
 MAX_BATCH = 100
 MAX_RANGE = timedelta(days=62)
@@ -154,12 +154,15 @@ def parse_readings_payload(payload: Any) -> list[Reading]:
         raise invalid_from_pydantic(exc, prefix or (), drop=1 if prefix is None else 0) from None
 
 
+UNKNOWN_KEY = "unknown or revoked API key"
+
+
 def authenticate(store: Store, api_key: str | None) -> Device:
     if not api_key:
         raise Unauthenticated("missing X-API-Key header")
     device = store.device_for_key_hash(hash_api_key(api_key))
     if device is None or not device.active:
-        raise Unauthenticated("unknown or revoked API key")
+        raise Unauthenticated(UNKNOWN_KEY)
     return device
 
 
@@ -233,6 +236,26 @@ def validate_ingest(
     single = isinstance(payload, dict) and "readings" not in payload
     check_readings(store, readings, device, now or datetime.now(UTC), max_clock_skew, single)
     return ValidIngest(list(readings), single)
+
+
+async def ingest_readings_async(
+    store: Store,
+    payload: Any,
+    device: Device,
+    max_clock_skew: timedelta = timedelta(minutes=5),
+    now: datetime | None = None,
+) -> IngestResult:
+    """ingest_readings for an asyncio caller whose store writes asynchronously
+    (put_readings_async) and re-checks the device inside the write: the caller may have
+    authenticated it from a cache, and a device revoked since then stores nothing (401)."""
+    valid = validate_ingest(store, payload, device, max_clock_skew, now)
+    try:
+        outcomes = await store.put_readings_async(valid.readings, device_id=device.device_id)
+    except ConflictError as exc:
+        raise valid.conflict(exc) from None
+    except DeviceInactive:
+        raise Unauthenticated(UNKNOWN_KEY) from None
+    return IngestResult(outcomes, valid.readings)
 
 
 def ingest_readings(

@@ -36,7 +36,7 @@ from parking_core.config import Settings, get_settings
 from parking_core.contracts import ID_PATTERN, Forecast
 from parking_core.prediction import ingest_and_forecast
 from parking_core.predictor import Predictor, open_predictor
-from parking_core.store import ConflictError, DeviceInactive, Store, StoreUnavailable, hash_api_key, open_store
+from parking_core.store import Store, StoreUnavailable, hash_api_key, open_store
 from parking_core.store.cache import CachedLookups, DeviceKeys
 
 log = logging.getLogger("parkcast.api")
@@ -68,7 +68,7 @@ def create_app(settings: Settings | None = None, store: Store | None = None,
         store = CachedLookups(store, settings.lookup_cache_s)
     skew = timedelta(seconds=settings.max_clock_skew_s)
     predictor = predictor if predictor is not None else open_predictor(settings)
-    store_async = getattr(store, "put_readings_async", None)
+    writes_async = hasattr(store, "put_readings_async")  # the SQLite store; DynamoDB runs in Lambdas
     device_keys = DeviceKeys(store, settings.lookup_cache_s)
     limiter = limits.DeviceRateLimiter(settings.rate_limit_per_device, settings.rate_limit_burst)
     json_limits = limits.JsonLimits(settings.max_json_depth, settings.max_json_string, settings.max_body_bytes)
@@ -130,27 +130,26 @@ def create_app(settings: Settings | None = None, store: Store | None = None,
         # resolution cost about a tenth of a single reading's CPU; the document states it the same.
         x_api_key = request.headers.get(API_KEY_HEADER)
         body = await request.body()
-        if predictor is None and store_async is not None:
+
+        def admit(devices) -> tuple[Any, Any]:
+            device = service.authenticate(devices, x_api_key)
+            limiter.check(device.device_id)
+            return device, json_limits.parse(body)
+
+        if predictor is None and writes_async:
             # No endpoint to call: validation is CPU work, the device comes from a cache and the
             # write (which re-checks the device) is awaited from the writer thread, so the request
             # never visits the worker pool.
-            device = service.authenticate(device_keys, x_api_key)
-            limiter.check(device.device_id)
-            valid = service.validate_ingest(store, json_limits.parse(body), device, skew)
+            device, payload = admit(device_keys)
             try:
-                outcomes = await store_async(valid.readings, device_id=device.device_id)
-            except ConflictError as exc:
-                raise valid.conflict(exc) from None
-            except DeviceInactive:
-                device_keys.forget(hash_api_key(x_api_key))
-                raise service.Unauthenticated("unknown or revoked API key") from None
-            result = service.IngestResult(outcomes, valid.readings)
+                result = await service.ingest_readings_async(store, payload, device, skew)
+            except service.Unauthenticated:
+                device_keys.forget(hash_api_key(x_api_key))  # revoked while cached
+                raise
             return JSONResponse(result.to_dict(), status_code=201 if result.created else 200)
 
         def ingest():
-            device = service.authenticate(store, x_api_key)
-            limiter.check(device.device_id)
-            payload = json_limits.parse(body)
+            device, payload = admit(store)
             return ingest_and_forecast(store, predictor, payload, device, skew)
 
         # Sync work (SQLite, the endpoint call) off the event loop, in one hop.

@@ -54,7 +54,7 @@ class DeviceKeys:
         if hit is not None and hit[0] > now:
             return hit[1]
         device = self._store.device_for_key_hash(key_hash)
-        if device is not None and device.active:  # unknown and revoked keys are asked every time
+        if self._ttl > 0 and device is not None and device.active:  # unknown and revoked keys: asked every time
             if len(self._devices) >= self._max:
                 self._devices.clear()
             self._devices[key_hash] = (now + self._ttl, device)
