@@ -158,13 +158,20 @@ def fold_starts(n_days: int, folds: int, fold_days: int = FOLD_DAYS) -> list[int
 def run_fold(cube: Cube, first: int, last: int, role: str, holidays: set[date], horizon: int,
              cfg: GbmConfig) -> FoldRun:
     head, profile = fit_head(cube, first, holidays, horizon, cfg)
-    d, actual, mask, (lot, day, slot) = cube_design(cube, last + 1, profile, holidays, first, last, horizon)
-    base = {name: np.full(actual.shape, np.nan, np.float32) for name in BASELINES}
+    d, actual, mask, origins_ = cube_design(cube, last + 1, profile, holidays, first, last, horizon)
+    return FoldRun(first, last, role, d, actual, mask, head.correction(d), fold_baselines(cube, *origins_, horizon))
+
+
+def fold_baselines(cube: Cube, lot: np.ndarray, day: np.ndarray, slot: np.ndarray, horizon: int
+                   ) -> dict[str, np.ndarray]:
+    """[N, H] forecasts of every baseline from the origins (lot, day, slot), each from the grid
+    cut at its origin."""
+    base = {name: np.full((len(lot), horizon), np.nan, np.float32) for name in BASELINES}
     for i, (li, di, si) in enumerate(zip(lot, day, slot, strict=True)):
         points = baseline_point_forecasts(cube.rate[li, : di + 1], di, si, horizon)
         for name in BASELINES:
             base[name][i] = points[name]
-    return FoldRun(first, last, role, d, actual, mask, head.correction(d), base)
+    return base
 
 
 def learn_blend(runs: list[FoldRun]) -> Blend:

@@ -1,0 +1,162 @@
+"""Issue 17, round 2: city-wide (cross-lot) level inputs for the correction trees, and the city
+level as a shrinkage target for the anchor's level. Scored on the same rolling-origin folds as
+benchmarks/forecast.py (choice folds decide; the final fold is printed and decides nothing).
+
+    .venv/bin/python benchmarks/forecast_city.py [--variants shipped,city,shrink]
+
+Pre-registered variants, run in this order, one run each:
+  shipped  the shipped inputs (reproduces benchmarks/forecast.py --only folds)
+  city     + 4 city inputs at the origin: the median over lots observed at that moment of
+           (a) the gap now against the same slot a week ago, (b) the mean of that gap over
+           today's slots so far, (c) the gap against the 3-week median; and (d) this lot's gap
+           minus the city's (a)
+  shrink   city inputs, and the anchor's level gap shrunk toward the city's:
+           anchor = week-ago + w[h] * lot gap + (1 - w[h]) * city gap, w[h] per horizon fitted
+           (least absolute error, grid 0..1) on each fold's training origins only
+  calendar the shipped inputs + days to Christmas at the target (0..90) and whether the target's
+           day 1, 2 and 3 weeks back fell in the English school half-term (Birmingham City
+           Council, autumn 2016: 24-28 Oct; the only school holiday inside the sample's lags;
+           public holidays are in the shipped inputs already)
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+import warnings
+from datetime import date, timedelta
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from parking_core.csv_import import BIRMINGHAM, read_frame  # noqa: E402
+from parking_core.forecasting import correction_training as ct  # noqa: E402
+from parking_core.forecasting.correction import QUANT, Design, _weekly, calendar, gather  # noqa: E402
+from parking_core.forecasting.features import Profile, holiday_dates  # noqa: E402
+from parking_core.forecasting.grid import readings_to_cube  # noqa: E402
+
+SAMPLE = Path(__file__).resolve().parent.parent / "data" / "sample" / "birmingham_occupancy.csv"
+TZ = "Europe/London"
+SHRINK_GRID = np.linspace(0.0, 1.0, 21)
+
+
+def city_grid(hist: np.ndarray, holiday: np.ndarray) -> np.ndarray:
+    """[D, S, 3] city signals at every (day, slot), each reading that day's slots <= slot and
+    earlier days only, over every lot observed at that moment (median over lots)."""
+    n_lots, n_days, slots = hist.shape
+    lot, day, slot = np.meshgrid(np.arange(n_lots), np.arange(n_days), np.arange(slots), indexing="ij")
+    gap = hist - _weekly(hist, holiday, lot, day, slot)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        med3 = np.nanmedian([gather(hist, lot, day - 7 * k, slot) for k in (1, 2, 3)], axis=0)
+        seen = ~np.isnan(gap)
+        today = np.cumsum(np.where(seen, gap, 0.0), axis=2) / np.cumsum(seen, axis=2)
+        today = np.where(np.isnan(hist), np.nan, today)  # only lots observed at that moment
+        return np.stack([np.nanmedian(gap, axis=0), np.nanmedian(today, axis=0), np.nanmedian(hist - med3, axis=0)],
+                        axis=-1)
+
+
+def with_city(d: Design, hist, holiday, lot, day, slot, weight: np.ndarray | None) -> tuple[Design, np.ndarray]:
+    """The design plus the city inputs (and, with `weight`, the anchor shrunk toward the city)."""
+    city = np.nan_to_num(city_grid(hist, holiday)[day, slot], nan=0.0)  # [N, 3]
+    point_gap = gather(hist, lot, day, slot) - _weekly(hist, holiday, lot, day, slot)
+    lot_minus_city = np.nan_to_num(point_gap - city[:, 0], nan=0.0)
+    horizon = d.anchor.shape[1]
+    extra = np.repeat(np.concatenate([city, lot_minus_city[:, None]], axis=1)[:, None, :], horizon, axis=1)
+    extra = np.clip(np.round(extra * QUANT), -QUANT + 1, QUANT - 1) / QUANT
+    x = np.concatenate([d.x, extra.astype(np.float32)], axis=-1)
+    anchor = d.anchor
+    if weight is not None:
+        anchor = shrunk_anchor(d, lot_minus_city, weight)
+    return Design(x, anchor, d.same_day, d.target_day, d.target_slot), lot_minus_city
+
+
+HALF_TERM = {date(2016, 10, 24) + timedelta(days=k) for k in range(5)}
+
+
+def with_calendar(d: Design, days) -> Design:
+    extended = [*days, days[-1] + timedelta(days=1)]
+    tday = np.clip(d.target_day, 0, len(extended) - 1)
+    to_xmas = np.array([min(max((date(x.year, 12, 25) - x).days, 0), 90) for x in extended])[tday] / QUANT
+    school = [np.array([(x - timedelta(days=7 * k)) in HALF_TERM for x in extended])[tday] for k in (1, 2, 3)]
+    extra = np.stack([to_xmas, *school], axis=-1).astype(np.float32)
+    return Design(np.concatenate([d.x, extra], axis=-1), d.anchor, d.same_day, d.target_day, d.target_slot)
+
+
+def shrunk_anchor(d: Design, lot_minus_city: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    # week-ago + w * lot gap + (1 - w) * city gap = anchor - (1 - w) * (lot gap - city gap)
+    return np.clip(d.anchor - (1.0 - weight[None, :]) * lot_minus_city[:, None], 0.0, 1.0).astype(np.float32)
+
+
+def fit_shrink(d: Design, actual, mask, lot_minus_city) -> np.ndarray:
+    weight = np.ones(d.anchor.shape[1], np.float32)
+    for h in range(len(weight)):
+        m = mask[:, h]
+        errors = [np.abs(shrunk_anchor(d, lot_minus_city, np.full(len(weight), w))[m, h] - actual[m, h]).sum()
+                  for w in SHRINK_GRID]
+        weight[h] = SHRINK_GRID[int(np.argmin(errors))]
+    return weight
+
+
+def fold_design(cube, stop, profile, holidays, first, last, horizon, variant, weight=None):
+    d, actual, mask, (lot, day, slot) = ct.cube_design(cube, stop, profile, holidays, first, last, horizon)
+    lmc = None
+    if variant == "calendar":
+        d = with_calendar(d, cube.days[:stop])
+    elif variant != "shipped":
+        holiday = np.tile(calendar(cube.days[:stop], holidays)[1], (len(cube.lots), 1))
+        d, lmc = with_city(d, cube.rate[:, :stop], holiday, lot, day, slot, weight)
+    return d, actual, mask, (lot, day, slot), lmc
+
+
+def run_fold(cube, first, last, role, holidays, horizon, cfg, variant) -> tuple[ct.FoldRun, np.ndarray | None]:
+    profile = Profile.fit(cube.lots, cube.rate[:, :first], cube.days[:first])
+    d, actual, mask, _, lmc = fold_design(cube, first, profile, holidays, 0, first - 1, horizon, variant)
+    weight = None
+    if variant == "shrink":
+        weight = fit_shrink(d, actual, mask, lmc)
+        d = Design(d.x, shrunk_anchor(d, lmc, weight), d.same_day, d.target_day, d.target_slot)
+    head = ct.TreeHead.fit(d, actual, mask, np.zeros(len(d.x)), cfg)
+    d, actual, mask, (lot, day, slot), _ = fold_design(cube, last + 1, profile, holidays, first, last, horizon,
+                                                       variant, weight)
+    base = ct.fold_baselines(cube, lot, day, slot, horizon)
+    return ct.FoldRun(first, last, role, d, actual, mask, head.correction(d), base), weight
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--variants", default="shipped,city,shrink")
+    args = parser.parse_args()
+    frame, _ = read_frame(SAMPLE, BIRMINGHAM, TZ)
+    cube = readings_to_cube(frame, TZ, 30)
+    holidays = holiday_dates("GB", "ENG", range(2015, 2018))
+    cfg = ct.GbmConfig()
+    starts = ct.fold_starts(len(cube.days), 4)
+    for variant in args.variants.split(","):
+        started = time.monotonic()
+        runs = []
+        for k, s in enumerate(starts):
+            run, weight = run_fold(cube, s, s + 6, "final" if k == len(starts) - 1 else "choice", holidays, 8, cfg,
+                                   variant)
+            runs.append(run)
+            if weight is not None:
+                print(f"  fold {cube.days[s]}: lot-gap weight per horizon {np.round(weight, 2).tolist()}")
+        choice = [r for r in runs if r.role == "choice"]
+        rows = [ct.score(r, ct.learn_blend([c for c in choice if c is not r]) if r.role == "choice"
+                         else ct.learn_blend(choice), cube).to_dict() for r in runs]
+        print(f"\n== {variant} ({time.monotonic() - started:.0f} s)")
+        print(ct.fold_table(rows))
+        # The shrunk anchor alone (blend weight 0 everywhere), for the record.
+        if variant == "shrink":
+            alone = [ct.score(r, ct.Blend(np.zeros(8, np.float32), np.zeros((8, 2), np.float32)), cube).to_dict()
+                     for r in runs]
+            print("shrunk anchor alone (no trees; coverage meaningless):")
+            print(ct.fold_table(alone))
+        sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()
