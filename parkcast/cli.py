@@ -261,6 +261,9 @@ def train(csv_path, columns, timezone, horizon, step_minutes, out, architectures
         target = package.path if out else install_package(settings, package)
     metrics = package.metrics
     click.echo(f"model {package.version} ({metrics['selected']}) -> {target}")
+    if metrics["selected"] != "gbm":  # the networks compared on their validation block
+        for arch, m in metrics["candidates"].items():
+            click.echo(f"  {arch:<6} validation intra-day MAE {m['val_intraday_mae']:.4f}  epochs {m['epochs']}")
     rolling = metrics.get("rolling_origin")
     if rolling is not None:
         from parking_core.forecasting.correction_training import fold_table
@@ -271,11 +274,8 @@ def train(csv_path, columns, timezone, horizon, step_minutes, out, architectures
         click.echo(f"rolling-origin: the model {verdict} the weekly level-adjusted baseline"
                    + (f" ({rolling['mae']:.4f} against {rolling['weekly_level_mae']:.4f})" if rolling["folds"] else
                       f": {rolling.get('note', '')}"))
-        return
-    for arch, m in metrics["candidates"].items():
-        click.echo(f"  {arch:<6} validation intra-day MAE {m['val_intraday_mae']:.4f}  epochs {m['epochs']}")
-    for name, mae in metrics["validation_baselines_mae"].items():
-        click.echo(f"  {name:<13} validation intra-day MAE {mae:.4f}")
+    else:
+        click.echo("no rolling-origin evidence in this package: promotion will refuse it")
 
 
 @main.command()
@@ -410,12 +410,11 @@ def pipeline() -> None:
 @click.option("--force-retrain", is_flag=True, help="Retrain even without drift.")
 @click.option("--architectures", default=None, help="Override the candidates, e.g. tft.")
 @click.option("--max-epochs", type=int, default=None)
-@click.option("--quick", is_flag=True, help="A small TFT trained for one short epoch (demo and smoke tests).")
-def pipeline_run(force_retrain: bool, architectures: str | None, max_epochs: int | None, quick: bool) -> None:
+def pipeline_run(force_retrain: bool, architectures: str | None, max_epochs: int | None) -> None:
     """Export every day not exported yet, then run drift -> [retrain] -> register -> evaluate."""
-    from parkcast.pipeline_runner import QUICK, run_pipeline
+    from parkcast.pipeline_runner import run_pipeline
 
-    overrides: dict = dict(QUICK) if quick else {}
+    overrides: dict = {}
     if architectures:
         overrides["architectures"] = architectures
     if max_epochs:

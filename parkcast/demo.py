@@ -39,7 +39,7 @@ from parking_core.devices import register_device
 from parking_core.store import Store, open_store
 
 REPO = Path(__file__).resolve().parent.parent
-PIPELINE_ESTIMATE_S = 60.0  # the quick pipeline on 2 cores; later runs use the last run's time
+PIPELINE_ESTIMATE_S = 60.0  # the pipeline on 2 cores; later runs use the last run's time
 STEP_LABELS = {"forecaster": "training the forecaster", "drift_check": "drift check",
                "model_evaluation": "evaluating the new version", "registered_model": "registering the version",
                "consolidated_dataset": "consolidating the dataset"}
@@ -177,11 +177,11 @@ def _current_step(instance, since: float) -> str | None:
 
 
 def run_pipeline_with_progress(settings: Settings, log_file: Path):
-    """The quick pipeline in this process, its output in the log file, a bar with an estimate on the
-    terminal (the estimate is the last run's time on this machine)."""
+    """The daily pipeline in this process (it trains the shipped model), its output in the log
+    file, a bar with an estimate on the terminal (the estimate is the last run's time here)."""
     from tqdm import tqdm
 
-    from parkcast.pipeline_runner import QUICK, dagster_instance, run_pipeline
+    from parkcast.pipeline_runner import dagster_instance, run_pipeline
 
     timings = settings.data_dir / "logs" / "timings.json"
     saved = json.loads(timings.read_text()) if timings.exists() else {}
@@ -192,7 +192,7 @@ def run_pipeline_with_progress(settings: Settings, log_file: Path):
     def work() -> None:
         nonlocal outcome, error
         try:
-            outcome = run_pipeline(settings, **QUICK)
+            outcome = run_pipeline(settings)
         except Exception as exc:  # noqa: BLE001 - reported on the terminal, traceback in the log
             logging.getLogger("parkcast.demo").exception("pipeline failed")
             error = exc
@@ -202,7 +202,7 @@ def run_pipeline_with_progress(settings: Settings, log_file: Path):
         worker = threading.Thread(target=work, name="pipeline", daemon=True)  # Ctrl-C does not wait for it
         worker.start()
         tty = terminal.isatty()
-        bar = tqdm(total=round(estimate), file=terminal, desc="  pipeline (quick model)", unit="s",
+        bar = tqdm(total=round(estimate), file=terminal, desc="  pipeline", unit="s",
                    bar_format="{desc:<44} {bar:24} {elapsed}<{remaining}", dynamic_ncols=False)
         shown = None
         while worker.is_alive():
@@ -219,7 +219,7 @@ def run_pipeline_with_progress(settings: Settings, log_file: Path):
             elif tty:  # a log or a pipe gets a line per step, not one per second
                 bar.refresh()
         bar.n = bar.total
-        bar.set_description_str("  pipeline (quick model)")
+        bar.set_description_str("  pipeline")
         bar.close()
     took = time.time() - start
     if error is not None:

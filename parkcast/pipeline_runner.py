@@ -55,9 +55,6 @@ def export_missing_days(settings: Settings) -> list[str]:
     return out
 
 
-QUICK = {"architectures": "tft", "max_epochs": 1, "limit_train_batches": 8, "hidden_size": 8}
-
-
 def run_pipeline(settings: Settings, force_retrain: bool = False, **overrides) -> PipelineOutcome:
     """overrides: PipelineConfig fields (architectures, max_epochs, limit_train_batches, ...)."""
     import dagster as dg

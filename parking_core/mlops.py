@@ -4,9 +4,9 @@ evaluate-promote Lambda.
 - On registration the candidate is backtested beside production on the most recent window
   and the report is attached to the version, so the approver sees evidence.
 - Only an Approved version is ever considered, and it is promoted only if it beats the weekly
-  level-adjusted baseline on its rolling-origin folds (the floor, when its package has folds)
-  and is not worse than production on that window; a refusal and its reason are recorded on
-  the version. Nothing here approves anything.
+  level-adjusted baseline on its rolling-origin folds (the floor; a package without that
+  evidence is refused too) and is not worse than production on that window; a refusal and its
+  reason are recorded on the version. Nothing here approves anything.
 """
 
 from __future__ import annotations
@@ -79,6 +79,7 @@ def evaluate_candidate(
         report["beats_weekly_level"] = bool(rolling.get("beats_weekly_level", False))
         report["rolling_origin_mae"] = rolling.get("mae")
         report["rolling_origin_weekly_level_mae"] = rolling.get("weekly_level_mae")
+        report["rolling_origin_folds"] = len(rolling.get("folds", []))
     if production is not None:
         prod = run_backtest(cube, start, production.horizon, production.forecaster(), progress=False).summary()
         report["production_version"] = production.version
@@ -90,9 +91,13 @@ def evaluate_candidate(
 def promotion_decision(evaluation: dict | None, tolerance: float = 0.0) -> tuple[bool, str]:
     if not evaluation or "candidate_mae" not in evaluation:
         return False, "no evaluation attached to the version"
-    if evaluation.get("beats_weekly_level") is False:
-        # The floor, whatever production scored: a model that does not beat "same time last
-        # week, scaled to today's level" on its rolling-origin folds is never promoted.
+    # The floor, whatever production scored: a model that does not beat "same time last week,
+    # scaled to today's level" on its rolling-origin folds is never promoted, and neither is one
+    # whose package carries no such evidence (nothing shows it beats the baseline).
+    if "beats_weekly_level" not in evaluation:
+        return False, ("no rolling-origin evidence in the model package: the floor against the weekly "
+                       "level-adjusted baseline cannot be checked; retrain it with this version")
+    if evaluation["beats_weekly_level"] is not True:
         cand, base = evaluation.get("rolling_origin_mae"), evaluation.get("rolling_origin_weekly_level_mae")
         figures = f" ({cand:.4f} against {base:.4f})" if cand is not None and base is not None else ""
         return False, f"rolling-origin MAE is not better than the weekly level-adjusted baseline{figures}"

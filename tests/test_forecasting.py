@@ -341,21 +341,22 @@ def test_window_builder_matches_pytorch_forecasting(train_frame):
         assert (dec_cont[0][:, unknown_future] == 0).all()  # the future of unknowns is never shown
 
 
-def test_evaluation_then_approval_gated_promotion(tft_package, readings, tmp_path):
+def test_evaluation_then_approval_gated_promotion(gbm_package, readings, tmp_path):
     from parking_core.mlops import evaluate_candidate, pending_promotions, promote_if_better
     from parking_core.registry import ApprovalStatus
     from parking_core.registry.local import LocalModelRegistry
 
     reg = LocalModelRegistry(tmp_path / "registry.sqlite3")
     group = "g"
-    cube = readings_to_cube(readings, "Europe/London", 30, spec=tft_package.grid)
+    cube = readings_to_cube(readings, "Europe/London", 30, spec=gbm_package.grid)
     deployed: list[int] = []
 
     def deploy(v):
         deployed.append(v.version)
 
-    v1 = reg.register(group, str(tft_package.path), tft_package.metrics["candidates"]["tft"], {"run_id": "r1"})
-    report = evaluate_candidate(tft_package, None, cube)
+    assert gbm_package.metrics["beats_weekly_level"]  # it passes the floor: production decides
+    v1 = reg.register(group, str(gbm_package.path), gbm_package.metrics["candidates"]["gbm"], {"run_id": "r1"})
+    report = evaluate_candidate(gbm_package, None, cube)
     assert report["window_end"] == "2016-12-05" and 0 < report["candidate_mae"] < 0.2
     reg.attach_evaluation(group, v1.version, report)
     # Registered and evaluated, but nobody approved it: nothing is promoted.
@@ -369,8 +370,8 @@ def test_evaluation_then_approval_gated_promotion(tft_package, readings, tmp_pat
     assert deployed == [1] and reg.production(group).version == 1
 
     # A second version evaluated against production, then approved.
-    v2 = reg.register(group, str(tft_package.path), {}, {"run_id": "r2"})
-    report = evaluate_candidate(tft_package, tft_package, cube)
+    v2 = reg.register(group, str(gbm_package.path), {}, {"run_id": "r2"})
+    report = evaluate_candidate(gbm_package, gbm_package, cube)
     assert report["production_mae"] == pytest.approx(report["candidate_mae"])  # same model: not worse
     reg.attach_evaluation(group, v2.version, report)
     reg.set_status(group, v2.version, ApprovalStatus.APPROVED, "ana")
@@ -379,7 +380,7 @@ def test_evaluation_then_approval_gated_promotion(tft_package, readings, tmp_pat
     assert reg.production_history(group) == [1, 2]
 
     # A worse one is approved but refused, with the reason on the version.
-    v3 = reg.register(group, str(tft_package.path), {}, {"run_id": "r3"})
+    v3 = reg.register(group, str(gbm_package.path), {}, {"run_id": "r3"})
     reg.attach_evaluation(group, v3.version, {**report, "candidate_mae": report["production_mae"] * 1.2})
     reg.set_status(group, v3.version, ApprovalStatus.APPROVED, "ana")
     decision = promote_if_better(reg, group, v3.version, deploy)
@@ -387,7 +388,7 @@ def test_evaluation_then_approval_gated_promotion(tft_package, readings, tmp_pat
     assert reg.production(group).version == 2
 
     # A failing deployment leaves production untouched.
-    v4 = reg.register(group, str(tft_package.path), {}, {"run_id": "r4"})
+    v4 = reg.register(group, str(gbm_package.path), {}, {"run_id": "r4"})
     reg.attach_evaluation(group, v4.version, report)
     reg.set_status(group, v4.version, ApprovalStatus.APPROVED, "ana")
 
@@ -400,28 +401,36 @@ def test_evaluation_then_approval_gated_promotion(tft_package, readings, tmp_pat
     assert "deployment failed" in reg.get(group, 4).promotion["reason"]
 
 
-def test_promotion_floor_refuses_a_model_that_does_not_beat_the_baseline(gbm_package, readings, tmp_path):
-    """Whatever production scored (here: nothing is in production), an approved candidate whose
-    rolling-origin MAE is not below the weekly level-adjusted baseline's is refused, with why."""
+def rewrite_metrics(source: Path, target: Path, change):
+    """A copy of a package whose metrics.json is change(metrics), its checksum kept valid."""
     import json
     import shutil
 
     from parking_core.forecasting.package import ModelPackage, file_sha256
+
+    shutil.copytree(source, target)
+    (target / "metrics.json").write_text(json.dumps(change(json.loads((target / "metrics.json").read_text()))))
+    manifest = json.loads((target / "manifest.json").read_text())
+    manifest["files"]["metrics.json"] = file_sha256(target / "metrics.json")
+    (target / "manifest.json").write_text(json.dumps(manifest))
+    return ModelPackage.load(target)
+
+
+def test_promotion_floor_refuses_a_model_that_does_not_beat_the_baseline(gbm_package, readings, tmp_path):
+    """Whatever production scored (here: nothing is in production), an approved candidate whose
+    rolling-origin MAE is not below the weekly level-adjusted baseline's is refused, with why."""
+    from parking_core.forecasting.package import ModelPackage
     from parking_core.mlops import evaluate_candidate, promote_if_better
     from parking_core.registry import ApprovalStatus
     from parking_core.registry.local import LocalModelRegistry
 
     # The same package, its metrics saying the folds did not beat the baseline.
-    losing = tmp_path / "losing"
-    shutil.copytree(gbm_package.path, losing)
-    metrics = json.loads((losing / "metrics.json").read_text())
-    metrics["rolling_origin"].update(beats_weekly_level=False, mae=0.0331, weekly_level_mae=0.0320)
-    metrics["beats_weekly_level"] = False
-    (losing / "metrics.json").write_text(json.dumps(metrics))
-    manifest = json.loads((losing / "manifest.json").read_text())
-    manifest["files"]["metrics.json"] = file_sha256(losing / "metrics.json")
-    (losing / "manifest.json").write_text(json.dumps(manifest))
-    candidate = ModelPackage.load(losing)
+    def losing_metrics(metrics):
+        metrics["rolling_origin"].update(beats_weekly_level=False, mae=0.0331, weekly_level_mae=0.0320)
+        return {**metrics, "beats_weekly_level": False}
+
+    candidate = rewrite_metrics(gbm_package.path, tmp_path / "losing", losing_metrics)
+    losing = candidate.path
 
     cube = readings_to_cube(readings, "Europe/London", 30, spec=candidate.grid)
     reg = LocalModelRegistry(tmp_path / "registry.sqlite3")
@@ -435,11 +444,47 @@ def test_promotion_floor_refuses_a_model_that_does_not_beat_the_baseline(gbm_pac
     assert not decision["promoted"] and deployed == [] and reg.production("g") is None
     reason = reg.get("g", v.version).promotion["reason"]
     assert "not better than the weekly level-adjusted baseline (0.0331 against 0.0320)" in reason
-    assert ModelPackage.load(losing).is_baseline
+    assert ModelPackage.load(losing).below_floor
 
     # The real package passes the floor exactly when its folds say it beats the baseline.
     report = evaluate_candidate(gbm_package, None, cube)
     assert report["beats_weekly_level"] == gbm_package.metrics["beats_weekly_level"]
+
+    # A package without any fold evidence proves nothing: refused, with why.
+    bare = rewrite_metrics(gbm_package.path, tmp_path / "bare",
+                           lambda m: {k: v for k, v in m.items() if k not in ("rolling_origin", "beats_weekly_level")})
+    report = evaluate_candidate(bare, None, cube)
+    assert "beats_weekly_level" not in report and bare.below_floor
+    v = reg.register("g", str(bare.path), {}, {"run_id": "r2"})
+    reg.attach_evaluation("g", v.version, report)
+    reg.set_status("g", v.version, ApprovalStatus.APPROVED, "ana")
+    assert not promote_if_better(reg, "g", v.version, lambda ver: deployed.append(ver.version))["promoted"]
+    assert deployed == [] and "no rolling-origin evidence" in reg.get("g", v.version).promotion["reason"]
+
+
+def test_a_network_package_is_judged_by_the_floor_on_its_holdout_block(tft_package, readings, tmp_path):
+    """A network's validation block is its one time fold: the package records it as the floor's
+    evidence (the same figures as its validation), and the evaluation carries it to promotion."""
+    from parking_core.mlops import evaluate_candidate, promotion_decision
+
+    rolling = tft_package.metrics["rolling_origin"]
+    (fold,) = rolling["folds"]
+    assert fold["role"] == "holdout" and fold["first_day"] == tft_package.metrics["validation_window"]["first_day"]
+    assert rolling["mae"] == pytest.approx(tft_package.metrics["candidates"]["tft"]["val_intraday_mae"], abs=1e-6)
+    assert rolling["weekly_level_mae"] == pytest.approx(
+        tft_package.metrics["validation_baselines_mae"]["weekly_level"], abs=1e-6)
+    assert rolling["beats_weekly_level"] == (rolling["mae"] < rolling["weekly_level_mae"])
+    assert tft_package.metrics["beats_weekly_level"] == rolling["beats_weekly_level"]
+
+    cube = readings_to_cube(readings, "Europe/London", 30, spec=tft_package.grid)
+    report = evaluate_candidate(tft_package, None, cube)
+    assert report["beats_weekly_level"] == rolling["beats_weekly_level"] and report["rolling_origin_folds"] == 1
+    # Whichever way this tiny network's figure fell, the floor reads it both ways.
+    for beats in (True, False):
+        allowed, reason = promotion_decision({**report, "beats_weekly_level": beats})
+        assert allowed is beats, reason
+        if not beats:
+            assert f"({rolling['mae']:.4f} against {rolling['weekly_level_mae']:.4f})" in reason
 
 
 def test_gbm_inputs_never_see_the_future(readings):

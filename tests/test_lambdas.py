@@ -248,7 +248,7 @@ def _utc_day(day: date):
     return start, start + timedelta(days=1)
 
 
-def test_evaluate_promote_trigger(aws, tft_package):
+def test_evaluate_promote_trigger(aws, gbm_package):
     from parking_core import dataset
     from parking_core.aws.runtime import runtime
     from parking_core.export import export_day
@@ -260,7 +260,7 @@ def test_evaluate_promote_trigger(aws, tft_package):
     for day in days:
         export_day(aws, rt.objects, day)
     dataset.consolidate(rt.objects, days)
-    uri = upload_package(rt.objects, tft_package.path, "models/run-1")
+    uri = upload_package(rt.objects, gbm_package.path, "models/run-1")
     reg = rt.registry
     v1 = reg.register(GROUP, uri, {"val_intraday_mae": 0.03}, {"data_hash": "d", "code_version": "c",
                                                                  "run_id": "run-1", "model_version": "m1"})

@@ -232,13 +232,30 @@ class RollingOrigin:
         if final:
             out["final_fold"] = final[0].to_dict()
         if self.scores:
-            model = float(np.mean([s.mae["model"] for s in self.scores]))
-            base = float(np.mean([s.mae["weekly_level"] for s in self.scores]))
-            out.update(mae=round(model, 6), weekly_level_mae=round(base, 6), beats_weekly_level=bool(model < base))
+            out.update(floor_fields(self.scores))
         else:
             out.update(mae=None, weekly_level_mae=None, beats_weekly_level=False,
                        note="too little history for a rolling-origin fold: the served forecast is the baseline")
         return out
+
+
+def floor_fields(scores: list[FoldScore]) -> dict:
+    """The promotion floor over the folds: mean MAE of the model against the weekly
+    level-adjusted baseline's."""
+    model = float(np.mean([s.mae["model"] for s in scores]))
+    base = float(np.mean([s.mae["weekly_level"] for s in scores]))
+    return {"mae": round(model, 6), "weekly_level_mae": round(base, 6), "beats_weekly_level": bool(model < base)}
+
+
+def holdout_evidence(summary: dict, first_day: date, last_day: date) -> dict:
+    """A network's floor evidence, in the same shape as RollingOrigin.summary(): its validation
+    block is one time fold (the weights it ships were chosen on the days before it). Early
+    stopping and the choice between networks also read that block, so the figure leans
+    optimistic: failing it is conclusive, passing it is the minimum."""
+    fold = FoldScore(first_day, last_day, "holdout", {k: float(v) for k, v in summary["mae"].items()},
+                     float(summary["coverage_p10_p90"]), int(summary["scored_points"]))
+    return {"folds": [fold.to_dict()], "fold_days": (last_day - first_day).days + 1, **floor_fields([fold]),
+            "note": "one hold-out block at the end of the training data (also used for early stopping)"}
 
 
 def rolling_origin(cube: Cube, holidays: set[date], horizon: int, folds: int, cfg: GbmConfig,
@@ -285,7 +302,8 @@ def fold_table(folds: list[dict]) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["FEATURES", "GbmConfig", "RollingOrigin", "TreeHead", "fit_head", "fold_table", "rolling_origin"]
+__all__ = ["FEATURES", "GbmConfig", "RollingOrigin", "TreeHead", "fit_head", "fold_table", "holdout_evidence",
+           "rolling_origin"]
 
 
 def trees_to_onnx(model, n_inputs: int) -> bytes:

@@ -71,6 +71,7 @@ def write_package(result, cube, out_dir: Path) -> Path:
     import torch
 
     from parking_core.forecasting.backtest import run_backtest
+    from parking_core.forecasting.correction_training import holdout_evidence
     from parking_core.forecasting.package import (
         PACKAGE_FORMAT,
         ModelPackage,
@@ -119,7 +120,10 @@ def write_package(result, cube, out_dir: Path) -> Path:
         },
         "validation_baselines_mae": {k: v for k, v in val_summary["mae"].items() if k != "model"},
         "validation_window": {"first_day": result.val_start.isoformat(), "last_day": cube.days[-1].isoformat()},
+        # The promotion floor's evidence, as the gbm's folds give it (correction_training).
+        "rolling_origin": holdout_evidence(best.val_summary, result.val_start, cube.days[-1]),
     }
+    metrics["beats_weekly_level"] = metrics["rolling_origin"]["beats_weekly_level"]
     digest = data_hash(cube)
     (out_dir / "preprocessing.json").write_text(json.dumps(preprocessing, indent=1))
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))

@@ -125,11 +125,11 @@ class ModelPackage:
         return int(self.preprocessing["correction"]["horizon"])
 
     @property
-    def is_baseline(self) -> bool:
-        """True when the package serves the weekly level-adjusted baseline: its rolling-origin
-        MAE did not beat it (the promotion floor), or every blend weight is zero."""
+    def below_floor(self) -> bool:
+        """True when promotion will refuse the package: its rolling-origin evidence says it does
+        not beat the weekly level-adjusted baseline, or it carries no such evidence."""
         rolling = self.metrics.get("rolling_origin")
-        return rolling is not None and not rolling.get("beats_weekly_level", False)
+        return rolling is None or not rolling.get("beats_weekly_level", False)
 
     def forecaster(self, threads: int = 1) -> OnnxForecaster:
         if self.manifest["architecture"] == "gbm":

@@ -97,6 +97,7 @@ class Candidate:
     checkpoint: bytes = b""
     validation: object = None  # the TimeSeriesDataSet, for parity checks of the window builder
     refit: bool = False  # trained again on every day (validation block included)
+    val_summary: dict | None = None  # the validation block's backtest summary (model and baselines)
 
 
 def _frames(cube: Cube, profile: Profile, holidays: set[date], cfg: TrainConfig, val_start: int):
@@ -358,7 +359,8 @@ def train(cube: Cube, cfg: TrainConfig | None = None, progress: bool = True) -> 
             cube, cube.days[val_start_day], cfg.horizon, TorchForecaster(model, builder),
             progress=False,
         )
-        candidate.val_mae = val.summary()["mae"]["model"]
+        candidate.val_summary = val.summary()
+        candidate.val_mae = candidate.val_summary["mae"]["model"]
         candidate.seconds = time.monotonic() - started
         log.info("%s: validation intra-day MAE %.4f after %d epochs (%.0fs)", architecture, candidate.val_mae,
                  epochs, candidate.seconds)
@@ -376,7 +378,7 @@ def train(cube: Cube, cfg: TrainConfig | None = None, progress: bool = True) -> 
         model, epochs, checkpoint_bytes = _fit(best.architecture, training, None, cfg, progress, epochs=best.epochs)
         spec = input_spec(training, cfg.horizon, next_day_band(all_rows, slots))
         best = Candidate(best.architecture, model, spec, best.val_mae, epochs,
-                         time.monotonic() - started, checkpoint_bytes, None, refit=True)
+                         time.monotonic() - started, checkpoint_bytes, None, refit=True, val_summary=best.val_summary)
     return TrainingResult(
         best=best,
         candidates=candidates,
