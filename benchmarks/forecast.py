@@ -90,13 +90,15 @@ def full_weight(others: list[ct.FoldRun]) -> ct.Blend:
 
 def fold_summary(name: str, folds: list[dict]) -> str:
     choice = [f for f in folds if f["role"] == "choice"]
-    final = [f for f in folds if f["role"] == "final"][0]
+    final = [f for f in folds if f["role"] == "final"]
     gains = [f["improvement_vs_weekly_level"] for f in choice]
     cover = [f["coverage_p10_p90"] for f in choice]
-    return (f"{name:<26} {np.mean([f['mae']['model'] for f in choice]):>8.4f} {np.mean(gains):>+8.1%} "
-            f"{np.std(gains, ddof=1):>6.1%} {min(gains):>+7.1%} {min(cover):>6.1%}-{max(cover):<6.1%} "
-            f"{final['mae']['model']:>8.4f} {final['improvement_vs_weekly_level']:>+7.1%} "
-            f"{final['coverage_p10_p90']:>7.1%}")
+    line = (f"{name:<26} {np.mean([f['mae']['model'] for f in choice]):>8.4f} {np.mean(gains):>+8.1%} "
+            f"{np.std(gains, ddof=1):>6.1%} {min(gains):>+7.1%} {min(cover):>6.1%}-{max(cover):<6.1%} ")
+    if not final:
+        return line + f"{'(final fold not run)':>24}"
+    return line + (f"{final[0]['mae']['model']:>8.4f} {final[0]['improvement_vs_weekly_level']:>+7.1%} "
+                   f"{final[0]['coverage_p10_p90']:>7.1%}")
 
 
 def sample_cube():
@@ -323,16 +325,24 @@ def member_blend_scores(runs, nets, cube, allowed) -> tuple[list[dict], list[np.
     return rows, weights
 
 
-def networks(arch: str, seeds: list[int], max_epochs: int, cache: Path, only_fold: int | None) -> None:
+def networks(arch: str, seeds: list[int], max_epochs: int, cache: Path, only_fold: int | None,
+             cached_only: bool = False) -> None:
     cube, holidays = sample_cube()
     # --fold K trains fold K of the first seed only; the other seeds are read from the cache.
-    nets = network_runs(cube, arch, seeds[0], max_epochs, cache, range(4) if only_fold is None else {only_fold})
+    train_folds = () if cached_only else range(4) if only_fold is None else {only_fold}
+    nets = network_runs(cube, arch, seeds[0], max_epochs, cache, train_folds)
     extra = {s: network_runs(cube, arch, s, max_epochs, cache, ()) for s in seeds[1:]}
     if only_fold is not None:
         return
     started = time.monotonic()
     runs = gbm_fold_runs(cube, holidays)
     print(f"(trees on the 4 folds: {time.monotonic() - started:.0f} s)")
+    missing = [k for k, n in enumerate(nets) if n is None]
+    if missing:  # a fold whose training did not finish: score the others, say so
+        print(f"folds {missing} have no cached {arch} forecasts: left out of every row below")
+        runs = [r for r, n in zip(runs, nets, strict=True) if n is not None]
+        extra = {s: [o for o, n in zip(other, nets, strict=True) if n is not None] for s, other in extra.items()}
+        nets = [n for n in nets if n is not None]
     qs = [n["q"] for n in nets]
     alone = [ct.score_quantiles(r, q, cube).to_dict() for r, q in zip(runs, qs, strict=True)]
     rows = {f"{arch} alone (own P10-P90)": alone}
@@ -378,12 +388,13 @@ def main() -> None:
     ap.add_argument("--seed", type=int, action="append", help="networks: seed(s); the first scores every fold, "
                     "the others state the seed noise on the folds cached for them (default: 42)")
     ap.add_argument("--fold", type=int, default=None, help="networks: train this fold only (0-3), then stop")
+    ap.add_argument("--cached-only", action="store_true", help="networks: score the cached folds, train nothing")
     ap.add_argument("--max-epochs", type=int, default=TrainConfig.max_epochs, help="networks: epoch cap")
     ap.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "parkcast-network-folds",
                     help="networks: where each fold's forecasts are kept")
     args = ap.parse_args()
     if args.only == "networks":
-        networks(args.arch, args.seed or [TrainConfig.seed], args.max_epochs, args.cache, args.fold)
+        networks(args.arch, args.seed or [TrainConfig.seed], args.max_epochs, args.cache, args.fold, args.cached_only)
         return
     for name, part in (("folds", accuracy), ("paths", user_paths), ("scaling", scaling)):
         if args.only in (None, name):
