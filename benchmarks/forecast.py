@@ -3,13 +3,14 @@ baselines, a linear model and the trees without the blend; wall times of the use
 serving latency for one lot; training time against lots x days on synthetic 24-hour car parks.
 
     .venv/bin/python benchmarks/forecast.py [--only folds|paths|scaling]
-    .venv/bin/python benchmarks/forecast.py --only networks [--arch nhits] [--fold K] [--seed S]
+    .venv/bin/python benchmarks/forecast.py --only networks [--arch nhits|tft] [--fold K] [--seed S]... [--cached-only]
 
 `--only networks` trains the pytorch-forecasting network on the same folds (each only on the days
 before it, through the same `training.train` as `parkcast train --architectures nhits`), caches
 each fold's forecasts, and scores it alone and in a per-horizon blend with the anchor and the
 shipped trees (weights learned exactly as the shipped blend learns its own). `--fold K` trains
-that fold only (to run the folds in separate commands); without it, missing folds are trained.
+that fold only (to run the folds in separate commands); without it, missing folds are trained
+(`--cached-only`: none). A second `--seed` is read from the cache to state the seed noise.
 
 Protocol: the last 4 weeks of the sample (2016-11-08..12-05) are 4 folds of one week; each
 fold's models are trained only on the days before it. The first 3 ("choice") folds are the
