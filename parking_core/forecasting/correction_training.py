@@ -199,14 +199,18 @@ def anchor_blend(cube: Cube, holidays: set[date], horizon: int) -> Blend:
 
 
 def score(run: FoldRun, blend: Blend, cube: Cube) -> FoldScore:
-    q = blend.quantiles(run.design, run.correction)
+    return score_quantiles(run, blend.quantiles(run.design, run.correction), cube, blend.weight)
+
+
+def score_quantiles(run: FoldRun, q: np.ndarray, cube: Cube, weight=()) -> FoldScore:
+    """Scores of any [N, H, 3] forecast (p10, p50, p90) of the fold's origins."""
     m = run.mask
     mae = {"model": float(np.abs(q[..., 1] - run.actual)[m].mean())}
     for name, values in run.baselines.items():
         mae[name] = float(np.abs(values - run.actual)[m].mean())
     covered = (run.actual >= q[..., 0]) & (run.actual <= q[..., 2])
     return FoldScore(cube.days[run.first], cube.days[run.last], run.role, mae, float(covered[m].mean()), int(m.sum()),
-                     [float(w) for w in blend.weight])
+                     [float(w) for w in weight])
 
 
 @dataclass
