@@ -163,6 +163,32 @@ def adapted_accuracy(embedding: np.ndarray, probabilities: np.ndarray, occupied:
     return out
 
 
+def known_camera() -> None:
+    """Calibration on a camera the shipped model already reads well: the packaged model on all 40
+    frames of pklot_pucpr_more (20 of them, the repo's sample, are in its training set), calibrated
+    on all 40 without labels, scored on the 20 it trained on and on the 20 others."""
+    from edge_runtime.calibrate import fit_calibration as calibrate
+
+    more = sources(64)["pucpr_more"]
+    if more is None:
+        print("known camera: no pklot_pucpr_more in", DATA)
+        return
+    slots = np.array([s.slot_id for xml in sorted((DATA / "pklot_pucpr_more" / "labeled").glob("*.xml"))
+                      for s in load_slot_map(xml).slots if s.occupied is not None])
+    classifier = SlotClassifier()
+    probabilities, embedding = map(np.concatenate, zip(*(classifier.outputs(edge_input(more.images[i : i + 256]))
+                                                         for i in range(0, len(more), 256)), strict=True))
+    trained = np.isin(more.groups, [x.stem for x in (REPO / "data" / "sample" / "slots" / "pklot_pucpr_more"
+                                                     / "labeled").glob("*.xml")])
+    heads = {"plain model": None, "self-training alone": calibrate(embedding, probabilities),
+             "calibrated (shipped)": calibrate(embedding, probabilities, slots)}
+    print(f"known camera: packaged model, calibrated on all {len(np.unique(more.groups))} pucpr_more frames")
+    for label, head in heads.items():
+        p = probabilities if head is None else Adapter(head)(embedding, probabilities)
+        print(f"  {label:<22} " + "  ".join(f"{part} {scores(more.occupied[m], p[m] >= 0.5)['accuracy']:.4f}"
+                                             for part, m in (("trained-on 20", trained), ("other 20", ~trained))))
+
+
 def run_fold(name: str, config: SlotTrainConfig, draws: int, dump: Path | None = None) -> dict:
     train_data, test_data = sources(config.load), sources(config.size)
     train = PatchSet.concat("+".join(FOLDS[name]), [train_data[s] for s in FOLDS[name] if train_data[s] is not None])
@@ -196,8 +222,13 @@ def main() -> None:
     ap.add_argument("--dump", type=Path, default=None, help="folder for each held-out source's embeddings")
     ap.add_argument("--adapt-only", type=Path, default=None,
                     help="recompute the adaptation columns from a --dump folder and a --json file (no training)")
+    ap.add_argument("--known-camera", action="store_true",
+                    help="only calibration on a camera the packaged model already reads well (no training)")
     ap.add_argument("--json", type=Path, default=None, help="append each fold's result as a JSON line")
     args = ap.parse_args()
+    if args.known_camera:
+        known_camera()
+        return
     config = SlotTrainConfig(arch=args.arch, epochs=args.epochs, depth=args.depth, freeze=args.freeze,
                              pool=args.pool if args.arch == "lite0" else "avg",
                              size=args.size or (64 if args.arch == "lite0" else 48),
