@@ -164,6 +164,9 @@ def calibrate(frames_dir: Path, slots_path: Path, out: Path, model: Path | None,
     except (AdaptError, SlotMapError, OSError) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(json.dumps(result))
+    if result["kept_base"]:
+        click.echo("the model as trained agrees with this camera's per-slot structure at least as well as a "
+                   "calibration would: the file keeps it unchanged", err=True)
     click.echo(f"calibration written to {out} from {result['patches']} slot patches of {result['frames']} frames "
                f"(it calls {result['taken_share']:.0%} of them taken and agrees with the model as trained on "
                f"{result['agreement_with_base']:.0%}). Check it on a frame (parkcast-edge label --calibration "

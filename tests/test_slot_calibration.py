@@ -15,7 +15,7 @@ from conftest import REPO
 from PIL import Image
 
 from edge_runtime.adapt import Adapter
-from edge_runtime.calibrate import MIN_FRAMES, CalibrationError, fit_calibration, slot_split_labels
+from edge_runtime.calibrate import MIN_FRAMES, CalibrationError, fit_calibration, slot_split_labels, split_consistency
 
 SLOTS = REPO / "data" / "sample" / "slots"
 MORE = SLOTS / "pklot_pucpr_more" / "labeled"  # 20 labelled frames of PUCPR
@@ -71,6 +71,23 @@ def test_slot_split_relabels_a_slot_the_head_puts_on_one_side_and_leaves_one_sta
     assert (score[slots == "0"] > 0).all() and (labels == truth)[slots != "3"].all()
     assert labels[slots == "1"].all() and not labels[slots == "3"].any()  # no split: the head's labels stand
     assert split == 2
+    # The label-free check that keeps the model as trained: a scorer that puts slot 0 on one side
+    # agrees less with its own splits than one that reads every slot right.
+    right = np.where(labels, score, score - 10.0)
+    assert split_consistency(z, right, slots) == 1.0 > split_consistency(z, score, slots)
+
+
+def test_calibration_keeps_the_model_as_trained_when_it_already_reads_every_slot_right():
+    rng = np.random.default_rng(3)
+    look, car = rng.normal(size=(30, 16)), 3.0 * rng.normal(size=16)
+    slots = np.tile(np.arange(30), 20)
+    taken = rng.random(len(slots)) < 0.5
+    embedding = np.where(taken[:, None], car + rng.normal(size=(len(slots), 16)),
+                         look[slots] + 0.1 * rng.normal(size=(len(slots), 16))).astype(np.float32)
+    base = np.where(taken, 0.95, 0.05).astype(np.float32) + rng.uniform(-0.04, 0.04, len(slots)).astype(np.float32)
+    head = fit_calibration(embedding, base, slots.astype(str))
+    assert head["kept_base"] and head["split_consistency"]["base"] == 1.0
+    assert np.allclose(Adapter(head)(embedding, base), base, atol=1e-6)
 
 
 def labelled_accuracy(classifier_args: list[str], runner, main) -> float:
@@ -124,13 +141,17 @@ def test_calibrate_cli_on_real_frames_then_classify_adapt_and_the_daemon(tmp_pat
     assert json.loads((tmp_path / "again.json").read_text())["head"] == document["head"]  # deterministic
 
     assert document["head"]["slots_split"] > 0  # the per-slot step ran (calibrate knows the slot ids)
+    assert set(document["head"]["split_consistency"]) == {"base", "calibrated"}
 
     # Classify with it, on the labelled frames of other days. The packaged model was trained on
     # this camera (0.993 here): self-training alone, which ignores that, landed lower (0.977); with
     # the per-slot step calibration must not make a camera the model reads well worse (0.997).
     plain = labelled_accuracy([], runner, main)
     assert plain >= 0.97
-    assert labelled_accuracy(["--calibration", str(out)], runner, main) >= plain
+    calibrated = labelled_accuracy(["--calibration", str(out)], runner, main)
+    assert calibrated >= plain
+    if document["head"]["kept_base"]:  # the model agreed with its own splits as well (0.980 / 0.980 here)
+        assert calibrated == plain
 
     # Adapt on top of it: the adapter is bound to the calibration; without it, it is refused.
     labels_dir = tmp_path / "labels"
