@@ -21,6 +21,7 @@ PARKCAST_SLOT_DATA=DIR names another):
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import os
 import sys
@@ -36,6 +37,7 @@ from edge_runtime.adapt import Adapter, AdaptError, fit_head  # noqa: E402
 from edge_runtime.calibrate import MIN_FRAMES, fit_calibration  # noqa: E402
 from edge_runtime.classifier import SlotClassifier  # noqa: E402
 from edge_runtime.evaluate import scores  # noqa: E402
+from edge_runtime.slotmap import load_slot_map  # noqa: E402
 from slot_training.data import PatchSet, cached, load_frames, load_patch_csv  # noqa: E402
 from slot_training.training import SlotTrainConfig, edge_input, evaluate, export, fit  # noqa: E402
 
@@ -81,6 +83,18 @@ def held_out(name: str, data: dict[str, PatchSet]) -> PatchSet:
     return data[name]
 
 
+def slot_ids(name: str) -> np.ndarray:
+    """The slot id of each patch of a held-out source, in the order its PatchSet loads them
+    (labels.csv rows; sorted frames, their labelled slots): calibration's per-slot step needs them."""
+    if name == "cnrpark_camA":
+        with open(DATA / "cnrpark_camA" / "labels.csv", newline="") as fh:
+            return np.array([f"{r.get('camera', '')}{r['slot_id']}" for r in csv.DictReader(fh)])
+    folders = {"pucpr_days": ["pklot_pucpr_frames"], "pklot_pucpr": ["pklot_pucpr_frames", "pklot_pucpr_more"]}[name]
+    return np.array([s.slot_id for folder in folders if (DATA / folder / "labeled").exists()
+                     for xml in sorted((DATA / folder / "labeled").glob("*.xml"))
+                     for s in load_slot_map(xml).slots if s.occupied is not None])
+
+
 def few_shot(classifier: SlotClassifier, test: PatchSet, draws: int, dump: Path | None = None) -> dict:
     """Mean and min accuracy after adapting on k labels per class drawn from `test`."""
     probabilities, embedding = [], []
@@ -89,14 +103,16 @@ def few_shot(classifier: SlotClassifier, test: PatchSet, draws: int, dump: Path 
         probabilities.append(p)
         embedding.append(e)
     probabilities, embedding = np.concatenate(probabilities), np.concatenate(embedding)
+    slots = slot_ids(test.name)
     if dump is not None:  # for studying adapters without retraining (--adapt-only)
-        np.savez(dump, embedding=embedding, probabilities=probabilities, occupied=test.occupied, groups=test.groups)
+        np.savez(dump, embedding=embedding, probabilities=probabilities, occupied=test.occupied, groups=test.groups,
+                 slots=slots)
     return adapted_accuracy(embedding, probabilities, test.occupied, draws), \
-        calibrated(embedding, probabilities, test.occupied, test.groups, draws)
+        calibrated(embedding, probabilities, test.occupied, test.groups, slots, draws)
 
 
 def calibrated(embedding: np.ndarray, probabilities: np.ndarray, occupied: np.ndarray, groups: np.ndarray,
-               draws: int) -> dict | None:
+               slots: np.ndarray, draws: int) -> dict | None:
     """`parkcast-edge calibrate` on the held-out source: its frames (capture times) in time order,
     the earlier half used without labels to calibrate, the later half to test (plain model on the
     same later half for comparison); calibrated on MIN_FRAMES frames and on the whole earlier half;
@@ -104,6 +120,8 @@ def calibrated(embedding: np.ndarray, probabilities: np.ndarray, occupied: np.nd
     round (calibrated on the later half, tested on the earlier one): which frames self-training
     gets matters, and this direction was not looked at when the calibration was designed."""
     frames = np.unique(groups)  # frame names and capture times sort in time order
+    if len(slots) != len(groups):
+        raise ValueError(f"{len(slots)} slot ids for {len(groups)} patches")
     if len(frames) < 2 * MIN_FRAMES:
         return None  # too few frames to calibrate on some and test on others
     first, second = frames[: len(frames) // 2], frames[len(frames) // 2 :]
@@ -111,7 +129,7 @@ def calibrated(embedding: np.ndarray, probabilities: np.ndarray, occupied: np.nd
 
     def accuracy(chosen: np.ndarray, test: np.ndarray) -> tuple[float, np.ndarray]:
         on = np.isin(groups, chosen)
-        p = Adapter(fit_calibration(embedding[on], probabilities[on]))(embedding[test], probabilities[test])
+        p = Adapter(fit_calibration(embedding[on], probabilities[on], slots[on]))(embedding[test], probabilities[test])
         return scores(occupied[test], p >= 0.5)["accuracy"], p
 
     out = {"frames": len(first), "min_frames": MIN_FRAMES, "test_frames": len(second),
@@ -143,6 +161,32 @@ def adapted_accuracy(embedding: np.ndarray, probabilities: np.ndarray, occupied:
             accuracies.append(scores(occupied[rest], predicted)["accuracy"])
         out[k] = {"mean": round(float(np.mean(accuracies)), 4), "min": round(float(np.min(accuracies)), 4)}
     return out
+
+
+def known_camera() -> None:
+    """Calibration on a camera the shipped model already reads well: the packaged model on all 40
+    frames of pklot_pucpr_more (20 of them, the repo's sample, are in its training set), calibrated
+    on all 40 without labels, scored on the 20 it trained on and on the 20 others."""
+    from edge_runtime.calibrate import fit_calibration as calibrate
+
+    more = sources(64)["pucpr_more"]
+    if more is None:
+        print("known camera: no pklot_pucpr_more in", DATA)
+        return
+    slots = np.array([s.slot_id for xml in sorted((DATA / "pklot_pucpr_more" / "labeled").glob("*.xml"))
+                      for s in load_slot_map(xml).slots if s.occupied is not None])
+    classifier = SlotClassifier()
+    probabilities, embedding = map(np.concatenate, zip(*(classifier.outputs(edge_input(more.images[i : i + 256]))
+                                                         for i in range(0, len(more), 256)), strict=True))
+    trained = np.isin(more.groups, [x.stem for x in (REPO / "data" / "sample" / "slots" / "pklot_pucpr_more"
+                                                     / "labeled").glob("*.xml")])
+    heads = {"plain model": None, "self-training alone": calibrate(embedding, probabilities),
+             "calibrated (shipped)": calibrate(embedding, probabilities, slots)}
+    print(f"known camera: packaged model, calibrated on all {len(np.unique(more.groups))} pucpr_more frames")
+    for label, head in heads.items():
+        p = probabilities if head is None else Adapter(head)(embedding, probabilities)
+        print(f"  {label:<22} " + "  ".join(f"{part} {scores(more.occupied[m], p[m] >= 0.5)['accuracy']:.4f}"
+                                             for part, m in (("trained-on 20", trained), ("other 20", ~trained))))
 
 
 def run_fold(name: str, config: SlotTrainConfig, draws: int, dump: Path | None = None) -> dict:
@@ -178,8 +222,13 @@ def main() -> None:
     ap.add_argument("--dump", type=Path, default=None, help="folder for each held-out source's embeddings")
     ap.add_argument("--adapt-only", type=Path, default=None,
                     help="recompute the adaptation columns from a --dump folder and a --json file (no training)")
+    ap.add_argument("--known-camera", action="store_true",
+                    help="only calibration on a camera the packaged model already reads well (no training)")
     ap.add_argument("--json", type=Path, default=None, help="append each fold's result as a JSON line")
     args = ap.parse_args()
+    if args.known_camera:
+        known_camera()
+        return
     config = SlotTrainConfig(arch=args.arch, epochs=args.epochs, depth=args.depth, freeze=args.freeze,
                              pool=args.pool if args.arch == "lite0" else "avg",
                              size=args.size or (64 if args.arch == "lite0" else 48),
@@ -198,8 +247,9 @@ def main() -> None:
             r = next(row for row in rows if row["held_out"] == name)
             saved = np.load(args.adapt_only / f"{name}_{config.arch}{config.depth}_{config.pool}.npz")
             r["adapted"] = adapted_accuracy(saved["embedding"], saved["probabilities"], saved["occupied"], args.draws)
+            slots = saved["slots"] if "slots" in saved else slot_ids(name)  # dumps made before slot ids were saved
             r["calibrated"] = calibrated(saved["embedding"], saved["probabilities"], saved["occupied"],
-                                         saved["groups"], args.draws)
+                                         saved["groups"], slots, args.draws)
         else:
             r = run_fold(name, config, args.draws, args.dump)
         adapted = " ".join(f"{a['mean']:>8.4f}/{a['min']:.4f}" for a in r["adapted"].values())

@@ -164,11 +164,14 @@ def calibrate(frames_dir: Path, slots_path: Path, out: Path, model: Path | None,
     except (AdaptError, SlotMapError, OSError) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(json.dumps(result))
+    if result["kept_base"]:
+        click.echo("the model as trained agrees with this camera's per-slot structure at least as well as a "
+                   "calibration would: the file keeps it unchanged", err=True)
     click.echo(f"calibration written to {out} from {result['patches']} slot patches of {result['frames']} frames "
                f"(it calls {result['taken_share']:.0%} of them taken and agrees with the model as trained on "
                f"{result['agreement_with_base']:.0%}). Check it on a frame (parkcast-edge label --calibration "
-               f"{out}) before setting calibration = \"{out}\" in edge.toml: on a camera the model already gets "
-               "right, calibration makes it worse", err=True)
+               f"{out}) before setting calibration = \"{out}\" in edge.toml: it was fitted without labels, "
+               "and with fewer frames per slot it has less to go on", err=True)
 
 
 @main.command("eval")
