@@ -71,13 +71,8 @@ def ridge_fold_scores(cube, holidays, runs: list[ct.FoldRun], alpha: float = 10.
 def scored(runs: list[ct.FoldRun], cube, blend_from_choice: bool) -> list[dict]:
     """Each choice fold with the blend of the other choice folds; the final with all of them.
     Without blending: the correction at full weight, band from the other folds."""
-    choice = [r for r in runs if r.role == "choice"]
-    rows = []
-    for r in runs:
-        others = [c for c in choice if c is not r]
-        blend = ct.learn_blend(others) if blend_from_choice else full_weight(others)
-        rows.append(ct.score(r, blend, cube).to_dict())
-    return rows
+    learn = ct.learn_blend if blend_from_choice else full_weight
+    return [s.to_dict() for s in ct.score_runs(runs, cube, learn)]
 
 
 def full_weight(others: list[ct.FoldRun]) -> ct.Blend:

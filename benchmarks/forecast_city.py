@@ -32,14 +32,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from parking_core.csv_import import BIRMINGHAM, read_frame  # noqa: E402
+from benchmarks.forecast import HORIZON, fold_bounds, sample_cube  # noqa: E402
 from parking_core.forecasting import correction_training as ct  # noqa: E402
 from parking_core.forecasting.correction import QUANT, Design, _weekly, calendar, gather  # noqa: E402
-from parking_core.forecasting.features import Profile, holiday_dates  # noqa: E402
-from parking_core.forecasting.grid import readings_to_cube  # noqa: E402
+from parking_core.forecasting.features import Profile  # noqa: E402
 
-SAMPLE = Path(__file__).resolve().parent.parent / "data" / "sample" / "birmingham_occupancy.csv"
-TZ = "Europe/London"
 SHRINK_GRID = np.linspace(0.0, 1.0, 21)
 
 
@@ -114,12 +111,12 @@ def fold_design(cube, stop, profile, holidays, first, last, horizon, variant, we
 
 def run_fold(cube, first, last, role, holidays, horizon, cfg, variant) -> tuple[ct.FoldRun, np.ndarray | None]:
     profile = Profile.fit(cube.lots, cube.rate[:, :first], cube.days[:first])
-    d, actual, mask, _, lmc = fold_design(cube, first, profile, holidays, 0, first - 1, horizon, variant)
+    d, actual, mask, (_, day, _), lmc = fold_design(cube, first, profile, holidays, 0, first - 1, horizon, variant)
     weight = None
     if variant == "shrink":
         weight = fit_shrink(d, actual, mask, lmc)
         d = Design(d.x, shrunk_anchor(d, lmc, weight), d.same_day, d.target_day, d.target_slot)
-    head = ct.TreeHead.fit(d, actual, mask, np.zeros(len(d.x)), cfg)
+    head = ct.TreeHead.fit(d, actual, mask, (first - 1 - day).astype(float), cfg)  # sample ages, as ct.fit_head
     d, actual, mask, (lot, day, slot), _ = fold_design(cube, last + 1, profile, holidays, first, last, horizon,
                                                        variant, weight)
     base = ct.fold_baselines(cube, lot, day, slot, horizon)
@@ -130,29 +127,23 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--variants", default="shipped,city,shrink")
     args = parser.parse_args()
-    frame, _ = read_frame(SAMPLE, BIRMINGHAM, TZ)
-    cube = readings_to_cube(frame, TZ, 30)
-    holidays = holiday_dates("GB", "ENG", range(2015, 2018))
+    cube, holidays = sample_cube()
     cfg = ct.GbmConfig()
-    starts = ct.fold_starts(len(cube.days), 4)
     for variant in args.variants.split(","):
         started = time.monotonic()
         runs = []
-        for k, s in enumerate(starts):
-            run, weight = run_fold(cube, s, s + 6, "final" if k == len(starts) - 1 else "choice", holidays, 8, cfg,
-                                   variant)
+        for first, last, role in fold_bounds(cube):
+            run, weight = run_fold(cube, first, last, role, holidays, HORIZON, cfg, variant)
             runs.append(run)
             if weight is not None:
-                print(f"  fold {cube.days[s]}: lot-gap weight per horizon {np.round(weight, 2).tolist()}")
-        choice = [r for r in runs if r.role == "choice"]
-        rows = [ct.score(r, ct.learn_blend([c for c in choice if c is not r]) if r.role == "choice"
-                         else ct.learn_blend(choice), cube).to_dict() for r in runs]
+                print(f"  fold {cube.days[first]}: lot-gap weight per horizon {np.round(weight, 2).tolist()}")
+        rows = [score.to_dict() for score in ct.score_runs(runs, cube)]
         print(f"\n== {variant} ({time.monotonic() - started:.0f} s)")
         print(ct.fold_table(rows))
         # The shrunk anchor alone (blend weight 0 everywhere), for the record.
         if variant == "shrink":
-            alone = [ct.score(r, ct.Blend(np.zeros(8, np.float32), np.zeros((8, 2), np.float32)), cube).to_dict()
-                     for r in runs]
+            anchor_only = ct.Blend(np.zeros(HORIZON, np.float32), np.zeros((HORIZON, 2), np.float32))
+            alone = [ct.score(r, anchor_only, cube).to_dict() for r in runs]
             print("shrunk anchor alone (no trees; coverage meaningless):")
             print(ct.fold_table(alone))
         sys.stdout.flush()

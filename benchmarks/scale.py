@@ -246,16 +246,15 @@ def main() -> None:
     ap.add_argument("--days", type=int, default=60)
     ap.add_argument("--architecture", choices=sorted(TRAINERS), default="gbm",
                     help="gbm: the shipped forecaster (default); tft: the pytorch-forecasting network")
-    ap.add_argument("--train-units", type=int, default=None,
-                    help="the longer of the two training budgets: boosting iterations (gbm, default 12) or batches "
-                         "(tft, default 12)")
+    ap.add_argument("--train-units", type=int, default=12,
+                    help="the longer of the two training budgets: boosting iterations (gbm) or batches (tft)")
     args = ap.parse_args()
     from benchmarks.ingest import machine
 
     rows = []
     for n in (int(x) for x in args.lots.split(",")):
         with tempfile.TemporaryDirectory() as tmp:
-            rows.append(measure(n, args.days, args.architecture, args.train_units or 12, Path(tmp)))
+            rows.append(measure(n, args.days, args.architecture, args.train_units, Path(tmp)))
         r = rows[-1]
         print(f"done {n} lots: {r}", flush=True)
 

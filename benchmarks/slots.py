@@ -89,20 +89,24 @@ def slot_ids(name: str) -> np.ndarray:
     if name == "cnrpark_camA":
         with open(DATA / "cnrpark_camA" / "labels.csv", newline="") as fh:
             return np.array([f"{r.get('camera', '')}{r['slot_id']}" for r in csv.DictReader(fh)])
-    folders = {"pucpr_days": ["pklot_pucpr_frames"], "pklot_pucpr": ["pklot_pucpr_frames", "pklot_pucpr_more"]}[name]
+    folders = {"pucpr_days": ["pklot_pucpr_frames"], "pklot_pucpr": ["pklot_pucpr_frames", "pklot_pucpr_more"],
+               "pucpr_more": ["pklot_pucpr_more"]}[name]
     return np.array([s.slot_id for folder in folders if (DATA / folder / "labeled").exists()
                      for xml in sorted((DATA / folder / "labeled").glob("*.xml"))
                      for s in load_slot_map(xml).slots if s.occupied is not None])
 
 
-def few_shot(classifier: SlotClassifier, test: PatchSet, draws: int, dump: Path | None = None) -> dict:
-    """Mean and min accuracy after adapting on k labels per class drawn from `test`."""
-    probabilities, embedding = [], []
-    for i in range(0, len(test), 256):
-        p, e = classifier.outputs(edge_input(test.images[i : i + 256]))
-        probabilities.append(p)
-        embedding.append(e)
-    probabilities, embedding = np.concatenate(probabilities), np.concatenate(embedding)
+def model_outputs(classifier: SlotClassifier, patches: PatchSet) -> tuple[np.ndarray, np.ndarray]:
+    """The model's P(taken) and embedding of every patch, in batches as the edge runs them."""
+    batches = [classifier.outputs(edge_input(patches.images[i : i + 256])) for i in range(0, len(patches), 256)]
+    return np.concatenate([p for p, _ in batches]), np.concatenate([e for _, e in batches])
+
+
+def few_shot(classifier: SlotClassifier, test: PatchSet, draws: int, dump: Path | None = None
+             ) -> tuple[dict, dict | None]:
+    """Accuracy after adapting on k labels per class drawn from `test` (mean and min), and the
+    calibration rows (`calibrated`)."""
+    probabilities, embedding = model_outputs(classifier, test)
     slots = slot_ids(test.name)
     if dump is not None:  # for studying adapters without retraining (--adapt-only)
         np.savez(dump, embedding=embedding, probabilities=probabilities, occupied=test.occupied, groups=test.groups,
@@ -167,21 +171,16 @@ def known_camera() -> None:
     """Calibration on a camera the shipped model already reads well: the packaged model on all 40
     frames of pklot_pucpr_more (20 of them, the repo's sample, are in its training set), calibrated
     on all 40 without labels, scored on the 20 it trained on and on the 20 others."""
-    from edge_runtime.calibrate import fit_calibration as calibrate
-
     more = sources(64)["pucpr_more"]
     if more is None:
         print("known camera: no pklot_pucpr_more in", DATA)
         return
-    slots = np.array([s.slot_id for xml in sorted((DATA / "pklot_pucpr_more" / "labeled").glob("*.xml"))
-                      for s in load_slot_map(xml).slots if s.occupied is not None])
-    classifier = SlotClassifier()
-    probabilities, embedding = map(np.concatenate, zip(*(classifier.outputs(edge_input(more.images[i : i + 256]))
-                                                         for i in range(0, len(more), 256)), strict=True))
+    slots = slot_ids("pucpr_more")
+    probabilities, embedding = model_outputs(SlotClassifier(), more)
     trained = np.isin(more.groups, [x.stem for x in (REPO / "data" / "sample" / "slots" / "pklot_pucpr_more"
                                                      / "labeled").glob("*.xml")])
-    heads = {"plain model": None, "self-training alone": calibrate(embedding, probabilities),
-             "calibrated (shipped)": calibrate(embedding, probabilities, slots)}
+    heads = {"plain model": None, "self-training alone": fit_calibration(embedding, probabilities),
+             "calibrated (shipped)": fit_calibration(embedding, probabilities, slots)}
     print(f"known camera: packaged model, calibrated on all {len(np.unique(more.groups))} pucpr_more frames")
     for label, head in heads.items():
         p = probabilities if head is None else Adapter(head)(embedding, probabilities)

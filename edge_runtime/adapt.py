@@ -51,6 +51,12 @@ def design(embedding: np.ndarray, probabilities: np.ndarray, center: np.ndarray,
     return np.hstack([z, logit(probabilities)[:, None], np.ones((n, 1))])
 
 
+def standardisation(embedding: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-feature centre and scale of these patches; a floor so a feature constant on them stays small."""
+    center = embedding.mean(axis=0)
+    return center, np.maximum(embedding.std(axis=0), 0.1 * float(np.sqrt(np.mean(np.square(embedding - center)))) + EPS)
+
+
 def start(dim: int) -> np.ndarray:
     theta = np.zeros(dim)
     theta[-2] = 1.0  # the base model's logit, unchanged
@@ -99,9 +105,7 @@ def fit_head(embedding: np.ndarray, probabilities: np.ndarray, occupied: np.ndar
     y = np.asarray(occupied, dtype=np.float64)
     check_labels(y)
     embedding = np.asarray(embedding, dtype=np.float64)
-    center = embedding.mean(axis=0)
-    # Per feature, on the person's labels; a floor so a feature constant on them stays small.
-    scale = np.maximum(embedding.std(axis=0), 0.1 * float(np.sqrt(np.mean(np.square(embedding - center)))) + EPS)
+    center, scale = standardisation(embedding)  # on the person's labels
     x = design(embedding, probabilities, center, scale)
     weights = class_weights(y)
     folds = np.arange(len(y)) % min(len(y), CV_FOLDS)  # deterministic: every k-th label
@@ -172,12 +176,16 @@ class Adapter:
 
 def write_adapter(path: Path | str, head: dict, base_model: Path, labels: dict,
                   calibration: Path | None = None) -> dict:
-    document = {"version": 1, "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
-                "base_model": {"file": Path(base_model).name, "sha256": sha256(base_model)},
-                "labels": labels, "head": head}
+    document = {**base_model_header(base_model), "labels": labels, "head": head}
     if calibration is not None:  # fitted on the calibrated model's output: only valid with that calibration
         document["calibration"] = {"file": Path(calibration).name, "sha256": sha256(calibration)}
     return write_document(path, document)
+
+
+def base_model_header(base_model: Path) -> dict:
+    """What every head file starts with: its format version, when, and the model it is bound to."""
+    return {"version": 1, "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "base_model": {"file": Path(base_model).name, "sha256": sha256(base_model)}}
 
 
 def write_document(path: Path | str, document: dict) -> dict:

@@ -34,12 +34,21 @@ labelled adapter on top of it.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 
-from edge_runtime.adapt import Adapter, AdaptError, design, logit, newton, sha256, start, write_document
+from edge_runtime.adapt import (
+    Adapter,
+    AdaptError,
+    base_model_header,
+    class_weights,
+    design,
+    newton,
+    standardisation,
+    start,
+    write_document,
+)
 
 MIN_FRAMES = 20  # fewer frames: too few distinct cars and lights to see where this camera's two classes lie
 MIN_PATCHES = 200
@@ -53,11 +62,6 @@ MIN_SLOT_PATCHES = 6  # a slot seen fewer times keeps the head's labels
 
 class CalibrationError(AdaptError):
     pass
-
-
-def _balanced(y: np.ndarray) -> np.ndarray:
-    counts = np.bincount(y.astype(int), minlength=2).astype(np.float64)
-    return np.where(y == 1, len(y) / (2 * counts[1]), len(y) / (2 * counts[0]))
 
 
 def slot_split_labels(z: np.ndarray, score: np.ndarray, slots: np.ndarray, gap: float = SPLIT_GAP) -> tuple[
@@ -102,10 +106,9 @@ def fit_calibration(embedding: np.ndarray, probabilities: np.ndarray, slots: np.
     if len(embedding) < MIN_PATCHES:
         raise CalibrationError(f"only {len(embedding)} slot patches: calibration needs at least {MIN_PATCHES} "
                                "(more frames, over a day)")
-    center = embedding.mean(axis=0)
-    scale = np.maximum(embedding.std(axis=0), 0.1 * float(np.sqrt(np.mean(np.square(embedding - center)))) + 1e-6)
+    center, scale = standardisation(embedding)
     x = design(embedding, probabilities, center, scale)
-    score = logit(probabilities)
+    score = x[:, -2]  # the base model's logit
     counts = np.bincount((score > 0).astype(int), minlength=2)
     if counts.min() < MIN_PER_CLASS:
         raise CalibrationError(f"the model sees {counts[0]} free and {counts[1]} taken slots in these frames; "
@@ -127,7 +130,7 @@ def fit_calibration(embedding: np.ndarray, probabilities: np.ndarray, slots: np.
             sure = np.abs(score[members])
             keep[members[sure >= np.quantile(sure, 1 - share)]] = True
         y = guess[keep].astype(np.float64)
-        theta = newton(x[keep], y, _balanced(y), strength, theta0=theta0, pull=pull)
+        theta = newton(x[keep], y, class_weights(y), strength, theta0=theta0, pull=pull)
         score = x @ theta
     split = consistency = None
     kept_base = False
@@ -138,14 +141,14 @@ def fit_calibration(embedding: np.ndarray, probabilities: np.ndarray, slots: np.
         y, split = slot_split_labels(x[:, :-2], score, slots)
         if 0 < y.sum() < len(y):
             y = y.astype(np.float64)
-            theta = newton(x, y, _balanced(y), strength, theta0=theta0, pull=pull)
+            theta = newton(x, y, class_weights(y), strength, theta0=theta0, pull=pull)
             score = x @ theta
         consistency = {"base": split_consistency(x[:, :-2], x[:, -2], slots),
                        "calibrated": split_consistency(x[:, :-2], score, slots)}
         kept_base = consistency["calibrated"] <= consistency["base"]
         if kept_base:  # do no harm: keep the model as trained
             theta, score = start(x.shape[1]), x[:, -2]
-    agree = float(((score > 0) == (logit(probabilities) > 0)).mean())
+    agree = float(((score > 0) == (x[:, -2] > 0)).mean())
     return {"center": center.tolist(), "scale": scale.tolist(), "weights": theta[:-1].tolist(),
             "bias": float(theta[-1]), "rounds": rounds, "strength": strength, "slots_split": split,
             "split_consistency": consistency and {k: round(v, 4) for k, v in consistency.items()},
@@ -154,10 +157,8 @@ def fit_calibration(embedding: np.ndarray, probabilities: np.ndarray, slots: np.
 
 
 def write_calibration(path: Path | str, head: dict, base_model: Path, frames: dict) -> dict:
-    return write_document(path, {"version": 1, "kind": "calibration",
-                                 "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
-                                 "base_model": {"file": Path(base_model).name, "sha256": sha256(base_model)},
-                                 "frames": frames, "head": head})
+    return write_document(path, {**base_model_header(base_model), "kind": "calibration", "frames": frames,
+                                 "head": head})
 
 
 def calibrate_frames(frames: list[Path], slot_map, classifier, out: Path) -> dict:

@@ -62,13 +62,10 @@ class SlotClassifier:
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
         """[N] probability that each slot is occupied (adapted to this camera when an adapter is set)."""
-        probabilities, embedding = self.outputs(batch)
-        if len(probabilities) == 0:
+        probabilities, embedding = self.calibrated_outputs(batch)  # the adapter reads the calibrated ones
+        if self.adapter is None or len(probabilities) == 0:
             return probabilities
-        for head in (self.calibration, self.adapter):  # the adapter reads the calibrated probabilities
-            if head is not None:
-                probabilities = head(embedding, probabilities)
-        return probabilities
+        return self.adapter(embedding, probabilities)
 
     def calibrated_outputs(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """P(taken) after the calibration (before any adapter) and the embedding: what adapt fits on."""

@@ -270,7 +270,7 @@ def train(csv_path, columns, timezone, horizon, step_minutes, out, architectures
 
         if rolling["folds"]:
             click.echo(fold_table(rolling["folds"]))
-        verdict = "beats" if rolling["beats_weekly_level"] else "does NOT beat (promotion will refuse it)"
+        verdict = "does NOT beat (promotion will refuse it)" if package.below_floor else "beats"
         click.echo(f"rolling-origin: the model {verdict} the weekly level-adjusted baseline"
                    + (f" ({rolling['mae']:.4f} against {rolling['weekly_level_mae']:.4f})" if rolling["folds"] else
                       f": {rolling.get('note', '')}"))

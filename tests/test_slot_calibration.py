@@ -196,3 +196,34 @@ def test_calibrate_cli_on_real_frames_then_classify_adapt_and_the_daemon(tmp_pat
     assert r.exit_code != 0 and "not a parkcast calibration" in r.output
     r = runner.invoke(main, ["classify", "--frame", str(frame), "--slots", str(xml), "--adapter", str(out)])
     assert r.exit_code != 0 and "not a parkcast adapter" in r.output and "this one is a calibration" in r.output
+
+
+def test_the_classifier_applies_the_calibration_then_the_adapter(tmp_path):
+    """What the daemon runs is exactly adapter(calibration(model)): heads that change every
+    answer, so a head left out or applied in the other order shows."""
+    from edge_runtime.adapt import write_adapter
+    from edge_runtime.calibrate import load_calibration, write_calibration
+    from edge_runtime.classifier import DEFAULT_MODEL, SlotClassifier
+    from edge_runtime.preprocess import crop_all
+    from edge_runtime.slotmap import load_slot_map
+
+    xml = sorted(MORE.glob("*.xml"))[0]
+    batch = crop_all(Image.open(xml.with_suffix(".jpg")).convert("RGB"), load_slot_map(xml), SlotClassifier().size)
+    p, e = SlotClassifier().outputs(batch)
+    dim = e.shape[1]
+    rng = np.random.default_rng(0)
+
+    def head(weight_on_logit: float, bias: float) -> dict:
+        return {"center": np.zeros(dim).tolist(), "scale": np.ones(dim).tolist(),
+                "weights": [*(0.05 * rng.normal(size=dim)).tolist(), weight_on_logit], "bias": bias}
+
+    calibration = tmp_path / "calibration.json"
+    write_calibration(calibration, head(0.5, 1.0), DEFAULT_MODEL, {"count": 0})
+    adapter = tmp_path / "adapter.json"
+    write_adapter(adapter, head(-1.0, 0.3), DEFAULT_MODEL, {"count": 0}, calibration=calibration)
+    calibrated = load_calibration(calibration)(e, p)
+    expected = Adapter.load(adapter)(e, calibrated)
+    assert np.abs(calibrated - p).max() > 0.05 and np.abs(expected - calibrated).max() > 0.05
+    both = SlotClassifier(adapter=adapter, calibration=calibration)
+    np.testing.assert_allclose(both.calibrated_outputs(batch)[0], calibrated, rtol=1e-6)
+    np.testing.assert_allclose(both.predict(batch), expected, rtol=1e-6)

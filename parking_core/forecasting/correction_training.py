@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
 
@@ -280,12 +281,16 @@ def rolling_origin(cube: Cube, holidays: set[date], horizon: int, folds: int, cf
     choice = [r for r in runs if r.role == "choice"]
     if not choice:
         return RollingOrigin([], anchor_blend(cube, holidays, horizon))
-    blend = learn_blend(choice)
-    scores = []
-    for r in runs:
-        others = [c for c in choice if c is not r]
-        scores.append(score(r, learn_blend(others) if r.role == "choice" and others else blend, cube))
-    return RollingOrigin(scores, blend)
+    return RollingOrigin(score_runs(runs, cube), learn_blend(choice))
+
+
+def score_runs(runs: list[FoldRun], cube: Cube, learn: Callable[[list[FoldRun]], Blend] | None = None
+               ) -> list[FoldScore]:
+    """Each choice fold scored with what `learn` (default: learn_blend) fits on the other choice
+    folds (leave one fold out), the final fold with what it fits on all of them."""
+    learn = learn or learn_blend
+    choice = [r for r in runs if r.role == "choice"]
+    return [score(r, learn([c for c in choice if c is not r] or choice), cube) for r in runs]
 
 
 def fold_table(folds: list[dict]) -> str:
@@ -307,7 +312,7 @@ def fold_table(folds: list[dict]) -> str:
 
 
 __all__ = ["FEATURES", "GbmConfig", "RollingOrigin", "TreeHead", "fit_head", "fold_table", "holdout_evidence",
-           "rolling_origin"]
+           "rolling_origin", "score_runs"]
 
 
 def trees_to_onnx(model, n_inputs: int) -> bytes:

@@ -101,7 +101,6 @@ def write_package(result, cube, out_dir: Path) -> Path:
     export_onnx(best.model, forecaster.target_scale, windows, out_dir / "model.onnx", fixed_batch=fixed)
 
     validation = run_backtest(cube, result.val_start, best.spec.horizon, None, progress=False)
-    val_summary = validation.summary()
     preprocessing = {
         "timezone": result.timezone,
         "grid": cube.spec.to_dict(),
@@ -118,7 +117,7 @@ def write_package(result, cube, out_dir: Path) -> Path:
             c.architecture: {"val_intraday_mae": c.val_mae, "epochs": c.epochs, "train_seconds": round(c.seconds, 1)}
             for c in result.candidates
         },
-        "validation_baselines_mae": {k: v for k, v in val_summary["mae"].items() if k != "model"},
+        "validation_baselines_mae": {k: v for k, v in best.val_summary["mae"].items() if k != "model"},
         "validation_window": {"first_day": result.val_start.isoformat(), "last_day": cube.days[-1].isoformat()},
         # The promotion floor's evidence, as the gbm's folds give it (correction_training).
         "rolling_origin": holdout_evidence(best.val_summary, result.val_start, cube.days[-1]),

@@ -78,7 +78,7 @@ class BacktestReport:
 
             lines += ["", "rolling-origin folds at the end of TRAIN (each trained only on the days before it):",
                       fold_table(rolling["folds"])]
-            if not rolling["beats_weekly_level"]:
+            if self.package.below_floor:
                 lines.append("the model does not beat the weekly level-adjusted baseline on the folds: "
                              "promotion would refuse it")
         return "\n".join(lines)

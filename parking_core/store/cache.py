@@ -12,27 +12,45 @@ from typing import Any
 from parking_core.contracts import Lot
 
 
+class _Expiring:
+    """key -> value for ttl_s seconds; bounded, since the keys come from requests."""
+
+    def __init__(self, ttl_s: float, max_keys: int = 100_000):
+        self._ttl = ttl_s
+        self._max = max_keys
+        self._lock = threading.Lock()
+        self._items: dict[str, tuple[float, Any]] = {}
+
+    def get(self, key: str) -> Any:
+        hit = self._items.get(key)
+        return hit[1] if hit is not None and hit[0] > time.monotonic() else None
+
+    def put(self, key: str, value: Any) -> None:
+        if self._ttl <= 0:
+            return
+        with self._lock:
+            if len(self._items) >= self._max:
+                self._items.clear()
+            self._items[key] = (time.monotonic() + self._ttl, value)
+
+    def forget(self, key: str) -> None:
+        self._items.pop(key, None)
+
+
 class CachedLookups:
     def __init__(self, store: Any, ttl_s: float):
         self._store = store
-        self._ttl = ttl_s
-        self._lock = threading.Lock()
-        self._lots: dict[str, tuple[float, Lot]] = {}
+        self._lots = _Expiring(ttl_s)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._store, name)
 
     def get_lot(self, lot_id: str) -> Lot | None:
-        now = time.monotonic()
-        hit = self._lots.get(lot_id)
-        if hit is not None and hit[0] > now:
-            return hit[1]
-        lot = self._store.get_lot(lot_id)
-        if lot is not None:
-            with self._lock:
-                if len(self._lots) > 100_000:  # ids come from requests: bound the memory
-                    self._lots.clear()
-                self._lots[lot_id] = (now + self._ttl, lot)
+        lot = self._lots.get(lot_id)
+        if lot is None:
+            lot = self._store.get_lot(lot_id)
+            if lot is not None:
+                self._lots.put(lot_id, lot)
         return lot
 
 
@@ -44,21 +62,15 @@ class DeviceKeys:
 
     def __init__(self, store: Any, ttl_s: float, max_keys: int = 100_000):
         self._store = store
-        self._ttl = ttl_s
-        self._max = max_keys
-        self._devices: dict[str, tuple[float, Any]] = {}
+        self._devices = _Expiring(ttl_s, max_keys)
 
     def device_for_key_hash(self, key_hash: str):
-        now = time.monotonic()
-        hit = self._devices.get(key_hash)
-        if hit is not None and hit[0] > now:
-            return hit[1]
-        device = self._store.device_for_key_hash(key_hash)
-        if self._ttl > 0 and device is not None and device.active:  # unknown and revoked keys: asked every time
-            if len(self._devices) >= self._max:
-                self._devices.clear()
-            self._devices[key_hash] = (now + self._ttl, device)
+        device = self._devices.get(key_hash)
+        if device is None:
+            device = self._store.device_for_key_hash(key_hash)
+            if device is not None and device.active:  # unknown and revoked keys: asked every time
+                self._devices.put(key_hash, device)
         return device
 
     def forget(self, key_hash: str) -> None:
-        self._devices.pop(key_hash, None)
+        self._devices.forget(key_hash)
