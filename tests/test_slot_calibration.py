@@ -227,3 +227,18 @@ def test_the_classifier_applies_the_calibration_then_the_adapter(tmp_path):
     both = SlotClassifier(adapter=adapter, calibration=calibration)
     np.testing.assert_allclose(both.calibrated_outputs(batch)[0], calibrated, rtol=1e-6)
     np.testing.assert_allclose(both.predict(batch), expected, rtol=1e-6)
+
+
+def test_the_model_card_reads_its_calibration_verdict_from_the_benchmark_rows():
+    from slot_training.training import calibration_verdict
+
+    def row(name, later, earlier):
+        return {"held_out": name,
+                "calibrated": {"plain": 0.90, "cal": later, "reverse": {"plain": 0.91, "cal": earlier}}}
+
+    assert calibration_verdict([row("camA", 0.999, 0.968), row("pucpr", 0.995, 0.982)]) == (
+        "It lifts every held-out camera in both directions; the 0.97 target is reached in 3 of 4 cases, "
+        "not on camA's earlier half (0.968).")
+    verdict = calibration_verdict([row("camA", 0.999, 0.975), row("pucpr", 0.89, 0.982)])
+    assert "does not lift" in verdict and "3 of 4" in verdict and "pucpr's later half (0.890)" in verdict
+    assert calibration_verdict([row("camA", 0.98, 0.975)]).endswith("reached in 2 of 2 cases.")
