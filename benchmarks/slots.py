@@ -121,8 +121,8 @@ def calibrated(embedding: np.ndarray, probabilities: np.ndarray, occupied: np.nd
     the earlier half used without labels to calibrate, the later half to test (plain model on the
     same later half for comparison); calibrated on MIN_FRAMES frames and on the whole earlier half;
     then calibrated + adapted on k labels per class drawn from the later half. And the other way
-    round (calibrated on the later half, tested on the earlier one): which frames self-training
-    gets matters, and this direction was not looked at when the calibration was designed."""
+    round (calibrated on the later half, tested and adapted on the earlier one): which frames
+    self-training gets matters."""
     frames = np.unique(groups)  # frame names and capture times sort in time order
     if len(slots) != len(groups):
         raise ValueError(f"{len(slots)} slot ids for {len(groups)} patches")
@@ -143,7 +143,9 @@ def calibrated(embedding: np.ndarray, probabilities: np.ndarray, occupied: np.nd
     out["adapted"] = adapted_accuracy(embedding[later], p, occupied[later], draws)
     out["reverse"] = {"frames": len(second), "test_patches": int((~later).sum()),
                       "plain": scores(occupied[~later], probabilities[~later] >= 0.5)["accuracy"],
-                      "cal_min": accuracy(second[-MIN_FRAMES:], ~later)[0], "cal": accuracy(second, ~later)[0]}
+                      "cal_min": accuracy(second[-MIN_FRAMES:], ~later)[0]}
+    out["reverse"]["cal"], p = accuracy(second, ~later)
+    out["reverse"]["adapted"] = adapted_accuracy(embedding[~later], p, occupied[~later], draws)
     return out
 
 
@@ -240,7 +242,8 @@ def main() -> None:
     print(head)
     if args.adapt_only:
         rows = [json.loads(line) for line in args.json.read_text().splitlines() if line.strip()]
-        args.json.write_text("")
+        redone = set(args.holdout or FOLDS)  # rows of other folds stay as they are
+        args.json.write_text("".join(json.dumps(r) + "\n" for r in rows if r["held_out"] not in redone))
     for name in args.holdout or list(FOLDS):
         if args.adapt_only:
             r = next(row for row in rows if row["held_out"] == name)
@@ -264,10 +267,12 @@ def main() -> None:
                                     (f"calibrated, {c['frames']} frames", f"{c['cal']:>7.4f} {adapted}")):
                 print(f"{'  later half':<14} {label:<26} {c['test_patches']:>5} {'':>7} "
                       + (f"{accuracy:>7.4f}" if isinstance(accuracy, float) else accuracy))
+            adapted = " ".join(f"{a['mean']:>8.4f}/{a['min']:.4f}" for a in back.get("adapted", {}).values())
             for label, accuracy in (("no labels, plain model", back["plain"]),
                                     (f"calibrated, last {MIN_FRAMES} fr.", back["cal_min"]),
-                                    (f"calibrated, {back['frames']} later fr.", back["cal"])):
-                print(f"{'  earlier half':<14} {label:<26} {back['test_patches']:>5} {'':>7} {accuracy:>7.4f}")
+                                    (f"calibrated, {back['frames']} later fr.", f"{back['cal']:>7.4f} {adapted}")):
+                print(f"{'  earlier half':<14} {label:<26} {back['test_patches']:>5} {'':>7} "
+                      + (f"{accuracy:>7.4f}" if isinstance(accuracy, float) else accuracy))
         if args.json:
             with open(args.json, "a") as fh:
                 fh.write(json.dumps({**r, "config": vars(args) | {"json": None}}, default=str) + "\n")

@@ -75,18 +75,25 @@ def slot_split_labels(z: np.ndarray, score: np.ndarray, slots: np.ndarray, gap: 
         members = np.flatnonzero(slots == slot)
         if len(members) < MIN_SLOT_PATCHES:
             continue
-        order = members[np.argsort(score[members], kind="stable")]
-        x = z[order]
-        n = len(order)
-        sums, squares = np.cumsum(x, axis=0), np.cumsum(np.square(x).sum(axis=1))
-        k = np.arange(1, n)  # the k lowest scores are one group, the rest the other
-        low = squares[:-1] - np.square(sums[:-1]).sum(axis=1) / k
-        high = (squares[-1] - squares[:-1]) - np.square(sums[-1] - sums[:-1]).sum(axis=1) / (n - k)
-        cut = int(k[np.argmin(low + high)])
-        if score[order[cut:]].mean() - score[order[:cut]].mean() >= needed:
-            labels[order[:cut]], labels[order[cut:]] = False, True
+        low, high = slot_cut(z, score, members)
+        if score[high].mean() - score[low].mean() >= needed:
+            labels[low], labels[high] = False, True
             split += 1
     return labels, split
+
+
+def slot_cut(z: np.ndarray, score: np.ndarray, members: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One slot's patches cut in two along the score (lower, higher), where the cut leaves the
+    least within-group sum of squares in the embedding."""
+    order = members[np.argsort(score[members], kind="stable")]
+    x = z[order]
+    n = len(order)
+    sums, squares = np.cumsum(x, axis=0), np.cumsum(np.square(x).sum(axis=1))
+    k = np.arange(1, n)  # the k lowest scores are one group, the rest the other
+    low = squares[:-1] - np.square(sums[:-1]).sum(axis=1) / k
+    high = (squares[-1] - squares[:-1]) - np.square(sums[-1] - sums[:-1]).sum(axis=1) / (n - k)
+    cut = int(k[np.argmin(low + high)])
+    return order[:cut], order[cut:]
 
 
 def split_consistency(z: np.ndarray, score: np.ndarray, slots: np.ndarray) -> float:
