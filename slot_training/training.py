@@ -388,14 +388,17 @@ def model_card(metrics: dict, loso: list[dict] | None = None) -> str:
         cal_rows = "\n".join(f"| {r['held_out']} | {c['test_patches']} | {c['plain']:.4f} | {c['cal_min']:.4f} | "
                          f"{c['cal']:.4f} ({c['frames']} frames) | "
                          + " | ".join(f"{a['mean']:.4f} / {a['min']:.4f}" for a in c["adapted"].values())
-                         + f" | {c['reverse']['plain']:.4f} / {c['reverse']['cal']:.4f} |"
+                         + f" | {c['reverse']['plain']:.4f} / {c['reverse']['cal']:.4f}"
+                         + "".join(f" / {a['mean']:.4f}" for k, a in c["reverse"].get("adapted", {}).items()
+                                   if str(k) == "20") + " |"
                          for r in calibrated for c in [r["calibrated"]])
         loso_table += ("\n\n**Calibrated without labels** (`parkcast-edge calibrate`): the held-out camera's frames in "
                        "time order, the earlier half used unlabelled to calibrate, the later half tested (the plain "
                        "model on the same later half beside it); then calibrated + adapted on k labels per class "
                        "from the later half.\n\n| held out | later-half patches | plain, no labels | calibrated on "
                        f"{fewest} frames, no labels | on the earlier half, no labels | + k=5 mean / min | k=10 | "
-                       "k=20 | other way round (later half calibrates, earlier tested): plain / calibrated |\n"
+                       "k=20 | other way round (later half calibrates, earlier tested): plain / calibrated / "
+                       "+ k=20 mean |\n"
                        "|---|---|---|---|---|---|---|---|---|\n" + cal_rows
                        + "\n\nCalibration self-trains a head on the camera's own patches, then splits each "
                        "slot's patches in two where its empty views and its cars separate (a fixed camera sees "
