@@ -1,10 +1,12 @@
 """Issue 17, round 2: city-wide (cross-lot) level inputs for the correction trees, and the city
-level as a shrinkage target for the anchor's level. Scored on the same rolling-origin folds as
+level as a shrinkage target for the anchor's level; round 3: how the trees are fitted (a bag
+over resampled days, one model per step). Scored on the same rolling-origin folds as
 benchmarks/forecast.py (choice folds decide; the final fold is printed and decides nothing).
 
     .venv/bin/python benchmarks/forecast_city.py [--variants shipped,city,shrink]
+    .venv/bin/python benchmarks/forecast_city.py --variants shipped,daybag,perstep   # round 3
 
-Pre-registered variants, run in this order, one run each:
+Pre-registered variants, run in this order, one run each (round 2):
   shipped  the shipped inputs (reproduces benchmarks/forecast.py --only folds)
   city     + 4 city inputs at the origin: the median over lots observed at that moment of
            (a) the gap now against the same slot a week ago, (b) the mean of that gap over
@@ -17,6 +19,16 @@ Pre-registered variants, run in this order, one run each:
            day 1, 2 and 3 weeks back fell in the English school half-term (Birmingham City
            Council, autumn 2016: 24-28 Oct; the only school holiday inside the sample's lags;
            public holidays are in the shipped inputs already)
+
+Round 3, fixed before running, one run each, in this order (shipped inputs and tree settings;
+the blend weights and conformal band are learned from the resulting corrections exactly as
+shipped):
+  daybag   8 tree models, model k fitted on a bootstrap resample of the fold's training days
+           (as many days as the fold trains on, drawn with replacement by
+           numpy.random.default_rng(k), k = 0..7; one drawn day brings every lot's origins of
+           that day, a day drawn twice brings them twice); the correction is the mean of the 8
+  perstep  one tree model per step h = 1..8, each fitted only on that step's samples (the same
+           inputs, the step column included, constant within a model), instead of one joint model
 """
 
 from __future__ import annotations
@@ -25,6 +37,7 @@ import argparse
 import sys
 import time
 import warnings
+from collections.abc import Callable
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -103,42 +116,75 @@ def fold_design(cube, stop, profile, holidays, first, last, horizon, variant, we
     lmc = None
     if variant == "calendar":
         d = with_calendar(d, cube.days[:stop])
-    elif variant != "shipped":
+    elif variant in ("city", "shrink"):
         holiday = np.tile(calendar(cube.days[:stop], holidays)[1], (len(cube.lots), 1))
         d, lmc = with_city(d, cube.rate[:, :stop], holiday, lot, day, slot, weight)
     return d, actual, mask, (lot, day, slot), lmc
 
 
-def run_fold(cube, first, last, role, holidays, horizon, cfg, variant) -> tuple[ct.FoldRun, np.ndarray | None]:
+BAG_SEEDS = range(8)
+VARIANTS = ("shipped", "city", "shrink", "calendar", "daybag", "perstep")
+
+
+def take_origins(d: Design, actual, mask, age, index) -> tuple[Design, np.ndarray, np.ndarray, np.ndarray]:
+    """The origins at `index` (repeats allowed) of a design and its targets."""
+    return (Design(d.x[index], d.anchor[index], d.same_day[index], d.target_day[index], d.target_slot[index]),
+            actual[index], mask[index], age[index])
+
+
+def fit_corrector(variant, d: Design, actual, mask, day, stop, cfg) -> Callable[[Design], np.ndarray]:
+    """The fold's trees, fitted on the origins of days before `stop`, as design -> [N, H] correction."""
+    age = (stop - 1 - day).astype(float)  # sample ages, as ct.fit_head
+    if variant == "daybag":
+        by_day = [np.flatnonzero(day == k) for k in range(stop)]
+        heads = []
+        for seed in BAG_SEEDS:
+            drawn = np.random.default_rng(seed).choice(stop, size=stop, replace=True)
+            heads.append(ct.TreeHead.fit(*take_origins(d, actual, mask, age, np.concatenate([by_day[k] for k in drawn])), cfg))
+        return lambda x: np.mean([h.correction(x) for h in heads], axis=0)
+    if variant == "perstep":
+        step = np.arange(mask.shape[1])[None, :]
+        heads = [ct.TreeHead.fit(d, actual, mask & (step == h), age, cfg) for h in range(mask.shape[1])]
+        return lambda x: np.stack([head.correction(x)[:, h] for h, head in enumerate(heads)], axis=1)
+    return ct.TreeHead.fit(d, actual, mask, age, cfg).correction
+
+
+def run_fold(cube, first, last, role, holidays, horizon, cfg, variant) -> tuple[ct.FoldRun, np.ndarray | None, float]:
     profile = Profile.fit(cube.lots, cube.rate[:, :first], cube.days[:first])
     d, actual, mask, (_, day, _), lmc = fold_design(cube, first, profile, holidays, 0, first - 1, horizon, variant)
     weight = None
     if variant == "shrink":
         weight = fit_shrink(d, actual, mask, lmc)
         d = Design(d.x, shrunk_anchor(d, lmc, weight), d.same_day, d.target_day, d.target_slot)
-    head = ct.TreeHead.fit(d, actual, mask, (first - 1 - day).astype(float), cfg)  # sample ages, as ct.fit_head
+    started = time.monotonic()
+    corrector = fit_corrector(variant, d, actual, mask, day, first, cfg)
+    fit_seconds = time.monotonic() - started
     d, actual, mask, (lot, day, slot), _ = fold_design(cube, last + 1, profile, holidays, first, last, horizon,
                                                        variant, weight)
     base = ct.fold_baselines(cube, lot, day, slot, horizon)
-    return ct.FoldRun(first, last, role, d, actual, mask, head.correction(d), base), weight
+    return ct.FoldRun(first, last, role, d, actual, mask, corrector(d), base), weight, fit_seconds
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--variants", default="shipped,city,shrink")
     args = parser.parse_args()
+    unknown = set(args.variants.split(",")) - set(VARIANTS)
+    if unknown:
+        parser.error(f"unknown variants {sorted(unknown)}; known: {', '.join(VARIANTS)}")
     cube, holidays = sample_cube()
     cfg = ct.GbmConfig()
     for variant in args.variants.split(","):
         started = time.monotonic()
-        runs = []
+        runs, fit_seconds = [], 0.0
         for first, last, role in fold_bounds(cube):
-            run, weight = run_fold(cube, first, last, role, holidays, HORIZON, cfg, variant)
+            run, weight, seconds = run_fold(cube, first, last, role, holidays, HORIZON, cfg, variant)
             runs.append(run)
+            fit_seconds += seconds
             if weight is not None:
                 print(f"  fold {cube.days[first]}: lot-gap weight per horizon {np.round(weight, 2).tolist()}")
         rows = [score.to_dict() for score in ct.score_runs(runs, cube)]
-        print(f"\n== {variant} ({time.monotonic() - started:.0f} s)")
+        print(f"\n== {variant} ({time.monotonic() - started:.0f} s; tree fitting on the 4 folds {fit_seconds:.0f} s)")
         print(ct.fold_table(rows))
         # The shrunk anchor alone (blend weight 0 everywhere), for the record.
         if variant == "shrink":
