@@ -140,7 +140,8 @@ def fit_corrector(variant, d: Design, actual, mask, day, stop, cfg) -> Callable[
         heads = []
         for seed in BAG_SEEDS:
             drawn = np.random.default_rng(seed).choice(stop, size=stop, replace=True)
-            heads.append(ct.TreeHead.fit(*take_origins(d, actual, mask, age, np.concatenate([by_day[k] for k in drawn])), cfg))
+            index = np.concatenate([by_day[k] for k in drawn])
+            heads.append(ct.TreeHead.fit(*take_origins(d, actual, mask, age, index), cfg))
         return lambda x: np.mean([h.correction(x) for h in heads], axis=0)
     if variant == "perstep":
         step = np.arange(mask.shape[1])[None, :]
