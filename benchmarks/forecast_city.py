@@ -5,6 +5,9 @@ benchmarks/forecast.py (choice folds decide; the final fold is printed and decid
 
     .venv/bin/python benchmarks/forecast_city.py [--variants shipped,city,shrink]
     .venv/bin/python benchmarks/forecast_city.py --variants shipped,daybag,perstep   # round 3
+    # the bag in commands of a few minutes each (members cached), then its scores:
+    .venv/bin/python benchmarks/forecast_city.py --variants daybag --cache DIR --fold K [--seeds 0,1,2,3]
+    .venv/bin/python benchmarks/forecast_city.py --variants daybag --cache DIR
 
 Pre-registered variants, run in this order, one run each (round 2):
   shipped  the shipped inputs (reproduces benchmarks/forecast.py --only folds)
@@ -37,7 +40,6 @@ import argparse
 import sys
 import time
 import warnings
-from collections.abc import Callable
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -132,44 +134,70 @@ def take_origins(d: Design, actual, mask, age, index) -> tuple[Design, np.ndarra
             actual[index], mask[index], age[index])
 
 
-def fit_corrector(variant, d: Design, actual, mask, day, stop, cfg) -> Callable[[Design], np.ndarray]:
-    """The fold's trees, fitted on the origins of days before `stop`, as design -> [N, H] correction."""
+def fold_correction(variant, train, stop: int, test: Design, cfg, cache: Path | None = None,
+                    seeds=BAG_SEEDS) -> np.ndarray | None:
+    """[N, H] correction of the `test` origins by the fold's trees, fitted on `train` = (design,
+    actual, mask, origin day) of the days before `stop`. A daybag member's forecast is kept in
+    `cache` (when given) so that one bag can be fitted over several commands: members found
+    there are read, those in `seeds` fitted, and None comes back while any is missing."""
+    d, actual, mask, day = train
     age = (stop - 1 - day).astype(float)  # sample ages, as ct.fit_head
     if variant == "daybag":
         by_day = [np.flatnonzero(day == k) for k in range(stop)]
-        heads = []
+        members = []
         for seed in BAG_SEEDS:
-            drawn = np.random.default_rng(seed).choice(stop, size=stop, replace=True)
-            index = np.concatenate([by_day[k] for k in drawn])
-            heads.append(ct.TreeHead.fit(*take_origins(d, actual, mask, age, index), cfg))
-        return lambda x: np.mean([h.correction(x) for h in heads], axis=0)
+            path = cache / f"daybag-stop{stop}-seed{seed}.npy" if cache else None
+            if path is not None and path.exists():
+                members.append(np.load(path))
+            elif seed in seeds:
+                drawn = np.random.default_rng(seed).choice(stop, size=stop, replace=True)
+                index = np.concatenate([by_day[k] for k in drawn])
+                members.append(ct.TreeHead.fit(*take_origins(d, actual, mask, age, index), cfg).correction(test))
+                if path is not None:
+                    np.save(path, members[-1])
+        return np.mean(members, axis=0) if len(members) == len(BAG_SEEDS) else None
     if variant == "perstep":
         step = np.arange(mask.shape[1])[None, :]
-        heads = [ct.TreeHead.fit(d, actual, mask & (step == h), age, cfg) for h in range(mask.shape[1])]
-        return lambda x: np.stack([head.correction(x)[:, h] for h, head in enumerate(heads)], axis=1)
-    return ct.TreeHead.fit(d, actual, mask, age, cfg).correction
+        return np.stack([ct.TreeHead.fit(d, actual, mask & (step == h), age, cfg).correction(test)[:, h]
+                         for h in range(mask.shape[1])], axis=1)
+    return ct.TreeHead.fit(d, actual, mask, age, cfg).correction(test)
 
 
-def run_fold(cube, first, last, role, holidays, horizon, cfg, variant) -> tuple[ct.FoldRun, np.ndarray | None, float]:
+def run_fold(cube, first, last, role, holidays, horizon, cfg, variant, cache=None, seeds=BAG_SEEDS
+             ) -> tuple[ct.FoldRun | None, np.ndarray | None, float]:
+    """The fold's out-of-sample run (None while a cached bag is incomplete), the shrink weights
+    and the seconds spent fitting trees."""
     profile = Profile.fit(cube.lots, cube.rate[:, :first], cube.days[:first])
     d, actual, mask, (_, day, _), lmc = fold_design(cube, first, profile, holidays, 0, first - 1, horizon, variant)
     weight = None
     if variant == "shrink":
         weight = fit_shrink(d, actual, mask, lmc)
         d = Design(d.x, shrunk_anchor(d, lmc, weight), d.same_day, d.target_day, d.target_slot)
+    test, test_actual, test_mask, (lot, test_day, slot), _ = fold_design(cube, last + 1, profile, holidays, first,
+                                                                         last, horizon, variant, weight)
     started = time.monotonic()
-    corrector = fit_corrector(variant, d, actual, mask, day, first, cfg)
+    correction = fold_correction(variant, (d, actual, mask, day), first, test, cfg, cache, seeds)
     fit_seconds = time.monotonic() - started
-    d, actual, mask, (lot, day, slot), _ = fold_design(cube, last + 1, profile, holidays, first, last, horizon,
-                                                       variant, weight)
-    base = ct.fold_baselines(cube, lot, day, slot, horizon)
-    return ct.FoldRun(first, last, role, d, actual, mask, corrector(d), base), weight, fit_seconds
+    if correction is None:
+        return None, weight, fit_seconds
+    base = ct.fold_baselines(cube, lot, test_day, slot, horizon)
+    return ct.FoldRun(first, last, role, test, test_actual, test_mask, correction, base), weight, fit_seconds
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--variants", default="shipped,city,shrink")
+    parser.add_argument("--cache", type=Path, default=None,
+                        help="daybag: keep each member's fold forecast here (and read those already there)")
+    parser.add_argument("--fold", type=int, default=None,
+                        help="daybag with --cache: fit this fold's members only (0-3) and stop, no scores")
+    parser.add_argument("--seeds", default=",".join(map(str, BAG_SEEDS)), help="daybag: the members to fit now")
     args = parser.parse_args()
+    seeds = {int(k) for k in args.seeds.split(",")}
+    if args.fold is not None and (args.cache is None or args.variants != "daybag"):
+        parser.error("--fold needs --variants daybag and --cache")
+    if args.cache is not None:
+        args.cache.mkdir(parents=True, exist_ok=True)
     unknown = set(args.variants.split(",")) - set(VARIANTS)
     if unknown:
         parser.error(f"unknown variants {sorted(unknown)}; known: {', '.join(VARIANTS)}")
@@ -178,12 +206,19 @@ def main() -> None:
     for variant in args.variants.split(","):
         started = time.monotonic()
         runs, fit_seconds = [], 0.0
-        for first, last, role in fold_bounds(cube):
-            run, weight, seconds = run_fold(cube, first, last, role, holidays, HORIZON, cfg, variant)
+        for k, (first, last, role) in enumerate(fold_bounds(cube)):
+            if args.fold not in (None, k):
+                continue
+            run, weight, seconds = run_fold(cube, first, last, role, holidays, HORIZON, cfg, variant, args.cache,
+                                            seeds)
             runs.append(run)
             fit_seconds += seconds
             if weight is not None:
                 print(f"  fold {cube.days[first]}: lot-gap weight per horizon {np.round(weight, 2).tolist()}")
+        if args.fold is not None or any(r is None for r in runs):
+            print(f"{variant}: fold(s) {args.fold if args.fold is not None else 'all'} fitted in {fit_seconds:.0f} s; "
+                  f"{sum(r is None for r in runs)} fold(s) still lack bag members in {args.cache}")
+            continue
         rows = [score.to_dict() for score in ct.score_runs(runs, cube)]
         print(f"\n== {variant} ({time.monotonic() - started:.0f} s; tree fitting on the 4 folds {fit_seconds:.0f} s)")
         print(ct.fold_table(rows))
