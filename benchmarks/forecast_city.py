@@ -47,7 +47,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.forecast import HORIZON, fold_bounds, sample_cube  # noqa: E402
+from benchmarks.forecast import HORIZON, fold_bounds, full_weight, sample_cube  # noqa: E402
 from parking_core.forecasting import correction_training as ct  # noqa: E402
 from parking_core.forecasting.correction import QUANT, Design, _weekly, calendar, gather  # noqa: E402
 from parking_core.forecasting.features import Profile  # noqa: E402
@@ -222,6 +222,10 @@ def main() -> None:
         rows = [score.to_dict() for score in ct.score_runs(runs, cube)]
         print(f"\n== {variant} ({time.monotonic() - started:.0f} s; tree fitting on the 4 folds {fit_seconds:.0f} s)")
         print(ct.fold_table(rows))
+        print("the same trees at full weight (no blend; decides nothing):")
+        print(ct.fold_table([score.to_dict() for score in ct.score_runs(runs, cube, full_weight)]))
+        print("blend weights learned on the 3 choice folds (what would ship):",
+              [round(float(w), 2) for w in ct.learn_blend([r for r in runs if r.role == "choice"]).weight])
         # The shrunk anchor alone (blend weight 0 everywhere), for the record.
         if variant == "shrink":
             anchor_only = ct.Blend(np.zeros(HORIZON, np.float32), np.zeros((HORIZON, 2), np.float32))
