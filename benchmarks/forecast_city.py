@@ -1,10 +1,15 @@
 """Issue 17, round 2: city-wide (cross-lot) level inputs for the correction trees, and the city
-level as a shrinkage target for the anchor's level. Scored on the same rolling-origin folds as
+level as a shrinkage target for the anchor's level; round 3: how the trees are fitted (a bag
+over resampled days, one model per step). Scored on the same rolling-origin folds as
 benchmarks/forecast.py (choice folds decide; the final fold is printed and decides nothing).
 
     .venv/bin/python benchmarks/forecast_city.py [--variants shipped,city,shrink]
+    .venv/bin/python benchmarks/forecast_city.py --variants shipped,daybag,perstep   # round 3
+    # the bag in commands of a few minutes each (members cached), then its scores:
+    .venv/bin/python benchmarks/forecast_city.py --variants daybag --cache DIR --fold K [--seeds 0,1,2,3]
+    .venv/bin/python benchmarks/forecast_city.py --variants daybag --cache DIR
 
-Pre-registered variants, run in this order, one run each:
+Pre-registered variants, run in this order, one run each (round 2):
   shipped  the shipped inputs (reproduces benchmarks/forecast.py --only folds)
   city     + 4 city inputs at the origin: the median over lots observed at that moment of
            (a) the gap now against the same slot a week ago, (b) the mean of that gap over
@@ -17,6 +22,16 @@ Pre-registered variants, run in this order, one run each:
            day 1, 2 and 3 weeks back fell in the English school half-term (Birmingham City
            Council, autumn 2016: 24-28 Oct; the only school holiday inside the sample's lags;
            public holidays are in the shipped inputs already)
+
+Round 3, fixed before running, one run each, in this order (shipped inputs and tree settings;
+the blend weights and conformal band are learned from the resulting corrections exactly as
+shipped):
+  daybag   8 tree models, model k fitted on a bootstrap resample of the fold's training days
+           (as many days as the fold trains on, drawn with replacement by
+           numpy.random.default_rng(k), k = 0..7; one drawn day brings every lot's origins of
+           that day, a day drawn twice brings them twice); the correction is the mean of the 8
+  perstep  one tree model per step h = 1..8, each fitted only on that step's samples (the same
+           inputs, the step column included, constant within a model), instead of one joint model
 """
 
 from __future__ import annotations
@@ -32,7 +47,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.forecast import HORIZON, fold_bounds, sample_cube  # noqa: E402
+from benchmarks.forecast import HORIZON, fold_bounds, full_weight, sample_cube  # noqa: E402
 from parking_core.forecasting import correction_training as ct  # noqa: E402
 from parking_core.forecasting.correction import QUANT, Design, _weekly, calendar, gather  # noqa: E402
 from parking_core.forecasting.features import Profile  # noqa: E402
@@ -103,43 +118,114 @@ def fold_design(cube, stop, profile, holidays, first, last, horizon, variant, we
     lmc = None
     if variant == "calendar":
         d = with_calendar(d, cube.days[:stop])
-    elif variant != "shipped":
+    elif variant in ("city", "shrink"):
         holiday = np.tile(calendar(cube.days[:stop], holidays)[1], (len(cube.lots), 1))
         d, lmc = with_city(d, cube.rate[:, :stop], holiday, lot, day, slot, weight)
     return d, actual, mask, (lot, day, slot), lmc
 
 
-def run_fold(cube, first, last, role, holidays, horizon, cfg, variant) -> tuple[ct.FoldRun, np.ndarray | None]:
+BAG_SEEDS = range(8)
+VARIANTS = ("shipped", "city", "shrink", "calendar", "daybag", "perstep")
+
+
+def take_origins(d: Design, actual, mask, age, index) -> tuple[Design, np.ndarray, np.ndarray, np.ndarray]:
+    """The origins at `index` (repeats allowed) of a design and its targets."""
+    return (Design(d.x[index], d.anchor[index], d.same_day[index], d.target_day[index], d.target_slot[index]),
+            actual[index], mask[index], age[index])
+
+
+def fold_correction(variant, train, stop: int, test: Design, cfg, cache: Path | None = None,
+                    seeds=BAG_SEEDS) -> np.ndarray | None:
+    """[N, H] correction of the `test` origins by the fold's trees, fitted on `train` = (design,
+    actual, mask, origin day) of the days before `stop`. A daybag member's forecast is kept in
+    `cache` (when given) so that one bag can be fitted over several commands: members found
+    there are read, those in `seeds` fitted, and None comes back while any is missing."""
+    d, actual, mask, day = train
+    age = (stop - 1 - day).astype(float)  # sample ages, as ct.fit_head
+    if variant == "daybag":
+        by_day = [np.flatnonzero(day == k) for k in range(stop)]
+        members = []
+        for seed in BAG_SEEDS:
+            path = cache / f"daybag-stop{stop}-seed{seed}.npy" if cache else None
+            if path is not None and path.exists():
+                members.append(np.load(path))
+            elif seed in seeds:
+                drawn = np.random.default_rng(seed).choice(stop, size=stop, replace=True)
+                index = np.concatenate([by_day[k] for k in drawn])
+                members.append(ct.TreeHead.fit(*take_origins(d, actual, mask, age, index), cfg).correction(test))
+                if path is not None:
+                    np.save(path, members[-1])
+        return np.mean(members, axis=0) if len(members) == len(BAG_SEEDS) else None
+    if variant == "perstep":
+        step = np.arange(mask.shape[1])[None, :]
+        return np.stack([ct.TreeHead.fit(d, actual, mask & (step == h), age, cfg).correction(test)[:, h]
+                         for h in range(mask.shape[1])], axis=1)
+    return ct.TreeHead.fit(d, actual, mask, age, cfg).correction(test)
+
+
+def run_fold(cube, first, last, role, holidays, horizon, cfg, variant, cache=None, seeds=BAG_SEEDS
+             ) -> tuple[ct.FoldRun | None, np.ndarray | None, float]:
+    """The fold's out-of-sample run (None while a cached bag is incomplete), the shrink weights
+    and the seconds spent fitting trees."""
     profile = Profile.fit(cube.lots, cube.rate[:, :first], cube.days[:first])
     d, actual, mask, (_, day, _), lmc = fold_design(cube, first, profile, holidays, 0, first - 1, horizon, variant)
     weight = None
     if variant == "shrink":
         weight = fit_shrink(d, actual, mask, lmc)
         d = Design(d.x, shrunk_anchor(d, lmc, weight), d.same_day, d.target_day, d.target_slot)
-    head = ct.TreeHead.fit(d, actual, mask, (first - 1 - day).astype(float), cfg)  # sample ages, as ct.fit_head
-    d, actual, mask, (lot, day, slot), _ = fold_design(cube, last + 1, profile, holidays, first, last, horizon,
-                                                       variant, weight)
-    base = ct.fold_baselines(cube, lot, day, slot, horizon)
-    return ct.FoldRun(first, last, role, d, actual, mask, head.correction(d), base), weight
+    test, test_actual, test_mask, (lot, test_day, slot), _ = fold_design(cube, last + 1, profile, holidays, first,
+                                                                         last, horizon, variant, weight)
+    started = time.monotonic()
+    correction = fold_correction(variant, (d, actual, mask, day), first, test, cfg, cache, seeds)
+    fit_seconds = time.monotonic() - started
+    if correction is None:
+        return None, weight, fit_seconds
+    base = ct.fold_baselines(cube, lot, test_day, slot, horizon)
+    return ct.FoldRun(first, last, role, test, test_actual, test_mask, correction, base), weight, fit_seconds
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--variants", default="shipped,city,shrink")
+    parser.add_argument("--cache", type=Path, default=None,
+                        help="daybag: keep each member's fold forecast here (and read those already there)")
+    parser.add_argument("--fold", type=int, default=None,
+                        help="daybag with --cache: fit this fold's members only (0-3) and stop, no scores")
+    parser.add_argument("--seeds", default=",".join(map(str, BAG_SEEDS)), help="daybag: the members to fit now")
     args = parser.parse_args()
+    seeds = {int(k) for k in args.seeds.split(",")}
+    if args.fold is not None and (args.cache is None or args.variants != "daybag"):
+        parser.error("--fold needs --variants daybag and --cache")
+    if args.cache is not None:
+        args.cache.mkdir(parents=True, exist_ok=True)
+    unknown = set(args.variants.split(",")) - set(VARIANTS)
+    if unknown:
+        parser.error(f"unknown variants {sorted(unknown)}; known: {', '.join(VARIANTS)}")
     cube, holidays = sample_cube()
     cfg = ct.GbmConfig()
     for variant in args.variants.split(","):
         started = time.monotonic()
-        runs = []
-        for first, last, role in fold_bounds(cube):
-            run, weight = run_fold(cube, first, last, role, holidays, HORIZON, cfg, variant)
+        runs, fit_seconds = [], 0.0
+        for k, (first, last, role) in enumerate(fold_bounds(cube)):
+            if args.fold not in (None, k):
+                continue
+            run, weight, seconds = run_fold(cube, first, last, role, holidays, HORIZON, cfg, variant, args.cache,
+                                            seeds)
             runs.append(run)
+            fit_seconds += seconds
             if weight is not None:
                 print(f"  fold {cube.days[first]}: lot-gap weight per horizon {np.round(weight, 2).tolist()}")
+        if args.fold is not None or any(r is None for r in runs):
+            print(f"{variant}: fold(s) {args.fold if args.fold is not None else 'all'} fitted in {fit_seconds:.0f} s; "
+                  f"{sum(r is None for r in runs)} fold(s) still lack bag members in {args.cache}")
+            continue
         rows = [score.to_dict() for score in ct.score_runs(runs, cube)]
-        print(f"\n== {variant} ({time.monotonic() - started:.0f} s)")
+        print(f"\n== {variant} ({time.monotonic() - started:.0f} s; tree fitting on the 4 folds {fit_seconds:.0f} s)")
         print(ct.fold_table(rows))
+        print("the same trees at full weight (no blend; decides nothing):")
+        print(ct.fold_table([score.to_dict() for score in ct.score_runs(runs, cube, full_weight)]))
+        print("blend weights learned on the 3 choice folds (what would ship):",
+              [round(float(w), 2) for w in ct.learn_blend([r for r in runs if r.role == "choice"]).weight])
         # The shrunk anchor alone (blend weight 0 everywhere), for the record.
         if variant == "shrink":
             anchor_only = ct.Blend(np.zeros(HORIZON, np.float32), np.zeros((HORIZON, 2), np.float32))
