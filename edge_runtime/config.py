@@ -37,6 +37,15 @@ class UploadConfig:
 
 
 @dataclass
+class SelfCalibrationConfig:
+    enabled: bool = False  # the daemon collects frames and calibrates itself (edge_runtime.self_calibration)
+    out: str = "calibration.json"  # the calibration it writes, and uses from then on
+    buffer: str = "calibration-frames.npz"  # the collected frames' model outputs, kept across restarts
+    frames: int = 40
+    every_s: float = 900.0  # at most one frame per 15 minutes: 40 frames span a working day
+
+
+@dataclass
 class EdgeConfig:
     api_url: str
     lot_id: str
@@ -55,6 +64,7 @@ class EdgeConfig:
     source: SourceConfig = field(default_factory=SourceConfig)
     smoothing: SmoothingConfig = field(default_factory=SmoothingConfig)
     upload: UploadConfig = field(default_factory=UploadConfig)
+    self_calibration: SelfCalibrationConfig = field(default_factory=SelfCalibrationConfig)
 
     def key(self) -> str:
         if self.api_key:
@@ -90,13 +100,18 @@ def load_config(path: Path | str) -> EdgeConfig:
         raise ConfigError(f"{path}: not valid TOML ({exc})") from None
     base = path.parent
     sub = {name: _section(cls, data.pop(name, {}), f"{path} [{name}]")
-           for name, cls in (("source", SourceConfig), ("smoothing", SmoothingConfig), ("upload", UploadConfig))}
+           for name, cls in (("source", SourceConfig), ("smoothing", SmoothingConfig), ("upload", UploadConfig),
+                             ("self_calibration", SelfCalibrationConfig))}
     config = _section(EdgeConfig, {**data, **sub}, str(path))
     # Relative paths are relative to the config file.
     for name in ("slot_map", "model", "calibration", "adapter", "outbox", "health_file", "api_key_file"):
         value = getattr(config, name)
         if value and not Path(value).is_absolute():
             setattr(config, name, str(base / value))
+    for name in ("out", "buffer"):
+        value = getattr(config.self_calibration, name)
+        if value and not Path(value).is_absolute():
+            setattr(config.self_calibration, name, str(base / value))
     if config.source.kind in ("folder", "video") and config.source.path and not Path(config.source.path).is_absolute():
         config.source.path = str(base / config.source.path)
     if config.source.kind not in ("folder", "video", "camera", "rtsp", "picamera"):
@@ -105,4 +120,22 @@ def load_config(path: Path | str) -> EdgeConfig:
         raise ConfigError(f"{path} [smoothing]: need 0 < alpha <= 1 and 0 <= off < on <= 1")
     if not 1 <= config.upload.batch <= 100:
         raise ConfigError(f"{path} [upload]: batch must be 1..100 (the API's limit)")
+    check_self_calibration(config, f"{path} [self_calibration]")
     return config
+
+
+def check_self_calibration(config: EdgeConfig, where: str = "[self_calibration]") -> None:
+    from edge_runtime.calibrate import MIN_FRAMES
+
+    sc = config.self_calibration
+    if not sc.enabled:
+        return
+    if config.calibration:
+        raise ConfigError(f"{where}: set either `calibration` (a file from parkcast-edge calibrate) or "
+                          "self-calibration, not both")
+    if not isinstance(sc.frames, int) or sc.frames < MIN_FRAMES:
+        raise ConfigError(f"{where}: frames must be an integer >= {MIN_FRAMES}")
+    if not isinstance(sc.every_s, int | float) or sc.every_s < 0:
+        raise ConfigError(f"{where}: every_s must be a number of seconds >= 0")
+    if not sc.out or not sc.buffer:
+        raise ConfigError(f"{where}: out and buffer must name files")

@@ -18,10 +18,12 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+from edge_runtime.calibrate import load_calibration
 from edge_runtime.classifier import SlotClassifier
-from edge_runtime.config import EdgeConfig
+from edge_runtime.config import ConfigError, EdgeConfig, check_self_calibration
 from edge_runtime.outbox import Outbox
 from edge_runtime.preprocess import crop_all
+from edge_runtime.self_calibration import SelfCalibration
 from edge_runtime.slotmap import load_slot_map, validate
 from edge_runtime.smoothing import Smoother
 from edge_runtime.sources import Exhausted, FrameError, SourceUnavailable, open_source
@@ -60,8 +62,22 @@ class Daemon:
         # Everything that can be wrong in the configuration fails here, before the loop.
         self.slot_map = load_slot_map(config.slot_map, config.frame or None)
         self.api_key = config.key()
+        check_self_calibration(config)
+        sc = config.self_calibration
+        calibration = config.calibration or (sc.out if sc.enabled and Path(sc.out).exists() else None)
+        if sc.enabled and calibration is None and config.adapter:
+            raise ConfigError(f"an adapter with self-calibration must be fitted on top of its calibration: "
+                              f"run without `adapter` until {sc.out} exists, then `parkcast-edge adapt "
+                              f"--calibration {sc.out}`")
         self.classifier = SlotClassifier(config.model or None, threads=config.threads,
-                                         adapter=config.adapter or None, calibration=config.calibration or None)
+                                         adapter=config.adapter or None, calibration=calibration)
+        self.self_calibration = None  # collecting frames for a calibration that does not exist yet
+        if sc.enabled and calibration is None:
+            if not self.classifier.has_embedding:
+                raise ConfigError(f"{self.classifier.path} has no embedding output: self-calibration needs a "
+                                  "model trained by `parkcast train-slots`")
+            self.self_calibration = SelfCalibration(sc.out, sc.buffer, sc.frames, sc.every_s, self.classifier.path,
+                                                    [slot.slot_id for slot in self.slot_map.slots])
         self.source = open_source(config.source.kind, config.source.path, config.source.loop)
         s = config.smoothing
         self.smoother = Smoother(len(self.slot_map.slots), s.alpha, s.on, s.off)
@@ -84,10 +100,16 @@ class Daemon:
         if not self.checked_frame_size:
             validate(self.slot_map, frame.size)  # a slot map for another camera fails loudly
             self.checked_frame_size = True
-        probabilities = self.classifier.predict(crop_all(frame, self.slot_map, self.classifier.size))
+        batch = crop_all(frame, self.slot_map, self.classifier.size)
+        if self.self_calibration is None:
+            probabilities, embedding = self.classifier.predict(batch), None
+        else:  # no calibration or adapter yet: the base model's outputs are the prediction
+            probabilities, embedding = self.classifier.outputs(batch)
         states = self.smoother.update(probabilities)
         now = self.clock()
         self.last_frame_at = now
+        if self.self_calibration is not None and now >= EARLIEST_VALID_CLOCK and self.self_calibration.wants(now):
+            self.collect_for_calibration(now, probabilities, embedding)
         changed = self.last_states is None or bool((states != self.last_states).any())
         heartbeat = self.last_reading_at is None or (now - self.last_reading_at).total_seconds() >= \
             self.config.heartbeat_s
@@ -112,6 +134,23 @@ class Daemon:
         log.info("reading", extra={"occupied": reading["occupied"], "capacity": reading["capacity"],
                                    "changed": changed})
         return reading
+
+    def collect_for_calibration(self, now: datetime, probabilities, embedding) -> None:
+        """Keep this frame for self-calibration; once enough are in, calibrate and use it. A failure
+        here is logged and never costs the reading."""
+        sc = self.self_calibration
+        try:
+            head = sc.add(now, probabilities, embedding)
+            if head is None:
+                return
+            self.classifier.calibration = load_calibration(sc.out)
+        except Exception:  # noqa: BLE001 - the count matters more than the calibration
+            log.exception("self-calibration step failed")
+            return
+        self.self_calibration = None
+        log.info("self-calibrated", extra={"calibration": str(sc.out), "frames": sc.frames,
+                                           "kept_base": head["kept_base"], "taken_share": head["taken_share"],
+                                           "agreement_with_base": head["agreement_with_base"]})
 
     # -- the loop ----------------------------------------------------------------------------
 
@@ -145,7 +184,11 @@ class Daemon:
             if self.uploader.last_success else None,
             "last_upload_error": self.uploader.last_error, "uploaded": self.uploader.uploaded, **counts,
             **self.stats,
+            "calibration": str(self.classifier.calibration.path) if self.classifier.calibration else None,
         }
+        if self.self_calibration is not None:
+            health["self_calibration"] = {"frames": self.self_calibration.collected,
+                                          "needed": self.self_calibration.frames}
         path = Path(self.config.health_file)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
@@ -160,7 +203,9 @@ class Daemon:
         uploader.start()
         log.info("started", extra={"lot": self.config.lot_id, "device": self.config.device_id,
                                    "slots": len(self.slot_map.slots), "model": str(self.classifier.path),
-                                   "calibration": self.config.calibration or None,
+                                   "calibration": str(self.classifier.calibration.path)
+                                   if self.classifier.calibration else None,
+                                   "self_calibration": self.self_calibration is not None,
                                    "adapter": self.config.adapter or None,
                                    "source": self.config.source.kind})
         try:

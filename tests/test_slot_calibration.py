@@ -242,3 +242,114 @@ def test_the_model_card_reads_its_calibration_verdict_from_the_benchmark_rows():
     verdict = calibration_verdict([row("camA", 0.999, 0.975), row("pucpr", 0.89, 0.982)])
     assert "does not lift" in verdict and "3 of 4" in verdict and "pucpr's later half (0.890)" in verdict
     assert calibration_verdict([row("camA", 0.98, 0.975)]).endswith("reached in 2 of 2 cases.")
+
+
+def test_the_daemon_calibrates_itself_from_the_frames_it_sees_and_keeps_them_across_a_restart(tmp_path):
+    from datetime import UTC, datetime, timedelta
+
+    from edge_runtime.cli import main
+    from edge_runtime.config import ConfigError, EdgeConfig, SelfCalibrationConfig
+    from edge_runtime.daemon import Daemon
+    from edge_runtime.preprocess import crop_all
+
+    images = sorted(MORE.glob("*.jpg"))[:20]
+    slots = OTHER_DAYS / "labeled" / "2012-09-11_15_16_58.xml"  # PUCPR's slot map (labels unused)
+    out, buffer = tmp_path / "calibration.json", tmp_path / "frames.npz"
+    clock = [datetime(2026, 6, 1, 8, 0, tzinfo=UTC)]
+
+    def config(**kw):
+        own = {"enabled": True, "out": str(out), "buffer": str(buffer), "frames": 20, "every_s": 600} | kw
+        return EdgeConfig(api_url="http://127.0.0.1:9", lot_id="pucpr", device_id="t", api_key="x",
+                          slot_map=str(slots), outbox=str(tmp_path / "o.sqlite3"), health_file=str(tmp_path / "h.json"),
+                          self_calibration=SelfCalibrationConfig(**own))
+
+    def run_frames(daemon, frames, step=timedelta(minutes=10)):
+        for jpg in frames:
+            clock[0] += step
+            daemon.process(Image.open(jpg).convert("RGB"))
+
+    daemon = Daemon(config(), clock=lambda: clock[0])
+    run_frames(daemon, images[:10])
+    run_frames(daemon, images[9:10], step=timedelta(minutes=1))  # too soon after the last one kept: skipped
+    daemon.write_health()
+    assert json.loads((tmp_path / "h.json").read_text())["self_calibration"] == {"frames": 10, "needed": 20}
+    assert daemon.classifier.calibration is None and buffer.exists() and not out.exists()
+    daemon.outbox.close()
+
+    daemon = Daemon(config(), clock=lambda: clock[0])  # a restart keeps what was collected
+    assert daemon.self_calibration.collected == 10
+    run_frames(daemon, images[10:])
+    assert out.exists() and not buffer.exists() and daemon.self_calibration is None
+    assert daemon.classifier.calibration is not None
+    clock[0] += timedelta(hours=1)  # past the heartbeat: the next frame gives a reading, through the calibration
+    reading = daemon.process(Image.open(images[0]).convert("RGB"))
+    expected = daemon.classifier.predict(crop_all(Image.open(images[0]).convert("RGB"), daemon.slot_map, 64))
+    assert [s["confidence"] for s in reading["slots"]] == [round(float(p), 3) for p in expected]
+    daemon.write_health()
+    assert json.loads((tmp_path / "h.json").read_text())["calibration"] == str(out)
+    daemon.outbox.close()
+
+    # The same calibration as `parkcast-edge calibrate` on those frames: one core function.
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for jpg in images:
+        shutil.copy(jpg, frames / jpg.name)
+    r = CliRunner().invoke(main, ["calibrate", "--frames", str(frames), "--slots", str(slots), "--out",
+                                  str(tmp_path / "by-hand.json")])
+    assert r.exit_code == 0, r.output
+    document = json.loads(out.read_text())
+    assert document["head"] == json.loads((tmp_path / "by-hand.json").read_text())["head"]
+    assert document["frames"]["count"] == 20 and document["kind"] == "calibration"
+
+    daemon = Daemon(config(), clock=lambda: clock[0])  # once written, it is used and not fitted again
+    assert daemon.self_calibration is None and str(daemon.classifier.calibration.path) == str(out)
+    assert reading["capacity"] == 100
+    daemon.outbox.close()
+
+    # Settings that cannot work are refused at start, with what to do.
+    with pytest.raises(ConfigError, match="either `calibration`"):
+        Daemon(EdgeConfig(**{**vars(config()), "calibration": str(out)}))
+    with pytest.raises(ConfigError, match=f"frames must be an integer >= {MIN_FRAMES}"):
+        Daemon(config(frames=5))
+    out.unlink()
+    with pytest.raises(ConfigError, match="an adapter with self-calibration"):
+        Daemon(EdgeConfig(**{**vars(config()), "adapter": str(tmp_path / "adapter.json")}))
+
+    # edge.toml: the section, its paths relative to the file, and its mistakes named.
+    from edge_runtime.config import load_config
+
+    toml = tmp_path / "edge.toml"
+    head = f'api_url = "http://127.0.0.1:9"\nlot_id = "l"\ndevice_id = "d"\napi_key = "k"\nslot_map = "{slots}"\n'
+    toml.write_text(head + '[self_calibration]\nenabled = true\nout = "cal.json"\n')
+    assert load_config(toml).self_calibration.out == str(tmp_path / "cal.json")
+    toml.write_text(head + '[self_calibration]\nenabled = true\nframe = 30\n')
+    with pytest.raises(ConfigError, match=r"\[self_calibration\]: unknown key\(s\) frame"):
+        load_config(toml)
+    toml.write_text(head + 'calibration = "c.json"\n[self_calibration]\nenabled = true\n')
+    with pytest.raises(ConfigError, match="either `calibration`"):
+        load_config(toml)
+
+
+def test_self_calibration_drops_its_older_frames_when_they_allow_no_calibration(tmp_path):
+    from datetime import UTC, datetime, timedelta
+
+    from edge_runtime.self_calibration import SelfCalibration
+
+    model = REPO / "edge_runtime" / "models" / "slot_classifier.int8.onnx"
+    ids = [f"s{i}" for i in range(30)]
+    collector = SelfCalibration(tmp_path / "c.json", tmp_path / "b.npz", MIN_FRAMES, 0, model, ids)
+    embedding, probabilities, _ = camera(30 * MIN_FRAMES, seed=3)
+    start = datetime(2026, 6, 1, tzinfo=UTC)
+    for i in range(MIN_FRAMES):  # a car park the model sees full all day: no free slot to learn from
+        head = collector.add(start + timedelta(minutes=i), np.full(30, 0.99), embedding[i * 30 : (i + 1) * 30])
+    assert head is None and collector.collected == MIN_FRAMES // 2 and not (tmp_path / "c.json").exists()
+    assert SelfCalibration(tmp_path / "c.json", tmp_path / "b.npz", MIN_FRAMES, 0, model, ids).collected == \
+        MIN_FRAMES // 2  # the buffer on disk says the same
+    # A buffer collected for another slot map is not mixed in.
+    assert SelfCalibration(tmp_path / "c.json", tmp_path / "b.npz", MIN_FRAMES, 0, model, ids[:-1]).collected == 0
+    # Frames that show both states calibrate.
+    collector = SelfCalibration(tmp_path / "c.json", tmp_path / "fresh.npz", MIN_FRAMES, 0, model, ids)
+    for i in range(MIN_FRAMES):
+        rows = slice(i * 30, (i + 1) * 30)
+        head = collector.add(start + timedelta(minutes=i), probabilities[rows], embedding[rows])
+    assert head is not None and json.loads((tmp_path / "c.json").read_text())["head"] == head
