@@ -19,11 +19,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from edge_runtime.calibrate import load_calibration
-from edge_runtime.classifier import SlotClassifier
+from edge_runtime.classifier import DEFAULT_MODEL, SlotClassifier
 from edge_runtime.config import ConfigError, EdgeConfig, check_self_calibration
 from edge_runtime.outbox import Outbox
 from edge_runtime.preprocess import crop_all
-from edge_runtime.self_calibration import SelfCalibration
+from edge_runtime.self_calibration import SelfCalibration, existing_calibration
 from edge_runtime.slotmap import load_slot_map, validate
 from edge_runtime.smoothing import Smoother
 from edge_runtime.sources import Exhausted, FrameError, SourceUnavailable, open_source
@@ -64,7 +64,8 @@ class Daemon:
         self.api_key = config.key()
         check_self_calibration(config)
         sc = config.self_calibration
-        calibration = config.calibration or (sc.out if sc.enabled and Path(sc.out).exists() else None)
+        calibration = config.calibration or (
+            existing_calibration(sc.out, Path(config.model or DEFAULT_MODEL)) if sc.enabled else None)
         if sc.enabled and calibration is None and config.adapter:
             raise ConfigError(f"an adapter with self-calibration must be fitted on top of its calibration: "
                               f"run without `adapter` until {sc.out} exists, then `parkcast-edge adapt "

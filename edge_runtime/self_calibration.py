@@ -13,6 +13,7 @@ is fitted once: delete `out` to start again.
 
 from __future__ import annotations
 
+import json
 import logging
 from datetime import datetime
 from pathlib import Path
@@ -23,6 +24,25 @@ from edge_runtime.adapt import sha256
 from edge_runtime.calibrate import MIN_FRAMES, CalibrationError, fit_calibration, write_calibration
 
 log = logging.getLogger("parkcast.edge")
+
+
+def existing_calibration(out: Path | str, model: Path) -> Path | None:
+    """The calibration self-calibration wrote earlier, if it is for this model. One made for
+    another model (the model was updated) is set aside as `out.stale` and calibration starts again,
+    rather than stopping the daemon."""
+    out = Path(out)
+    if not out.exists():
+        return None
+    try:
+        fitted_to = json.loads(out.read_text())["base_model"]["sha256"]
+    except (OSError, ValueError, KeyError, TypeError):
+        fitted_to = None
+    if fitted_to == sha256(model):
+        return out
+    out.replace(out.with_name(out.name + ".stale"))
+    log.warning("self-calibration was for another model (or unreadable); set aside, calibrating again",
+                extra={"calibration": str(out)})
+    return None
 
 
 class SelfCalibration:

@@ -306,6 +306,16 @@ def test_the_daemon_calibrates_itself_from_the_frames_it_sees_and_keeps_them_acr
     assert reading["capacity"] == 100
     daemon.outbox.close()
 
+    # A calibration for another model (the model was updated) is set aside, not a reason to stop.
+    stale = json.loads(out.read_text())
+    stale["base_model"]["sha256"] = "0" * 64
+    out.write_text(json.dumps(stale))
+    daemon = Daemon(config(), clock=lambda: clock[0])
+    assert daemon.self_calibration is not None and daemon.classifier.calibration is None
+    assert not out.exists() and json.loads((tmp_path / "calibration.json.stale").read_text()) == stale
+    daemon.outbox.close()
+    (tmp_path / "calibration.json.stale").replace(out)
+
     # Settings that cannot work are refused at start, with what to do.
     with pytest.raises(ConfigError, match="either `calibration`"):
         Daemon(EdgeConfig(**{**vars(config()), "calibration": str(out)}))
