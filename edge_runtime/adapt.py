@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -189,9 +190,18 @@ def base_model_header(base_model: Path) -> dict:
 
 
 def write_document(path: Path | str, document: dict) -> dict:
+    replace_atomically(path, lambda fh: fh.write(json.dumps(document, indent=1).encode()))
+    return document
+
+
+def replace_atomically(path: Path | str, write) -> None:
+    """Write `path` through `write(binary file)` so that a crash or a power cut leaves the old
+    file or the new one, never half of one: a temporary file, flushed to disk, then renamed."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(document, indent=1))
-    tmp.replace(path)  # never a half-written file
-    return document
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as fh:
+        write(fh)
+        fh.flush()
+        os.fsync(fh.fileno())
+    tmp.replace(path)

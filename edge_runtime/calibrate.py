@@ -168,6 +168,15 @@ def write_calibration(path: Path | str, head: dict, base_model: Path, frames: di
                                  "head": head})
 
 
+def calibrate_outputs(probabilities: list[np.ndarray], embedding: list[np.ndarray], slots: np.ndarray,
+                      base_model: Path, out: Path | str, frames: dict) -> dict:
+    """Fit the calibration on the base model's outputs of several frames and write it to `out`:
+    what `parkcast-edge calibrate` and the daemon's self-calibration both do."""
+    head = fit_calibration(np.concatenate(embedding), np.concatenate(probabilities), slots)
+    write_calibration(out, head, base_model, frames)
+    return head
+
+
 def calibrate_frames(frames: list[Path], slot_map, classifier, out: Path) -> dict:
     """Crop every slot of every frame, fit the calibration and write it to `out`."""
     from PIL import Image, UnidentifiedImageError
@@ -196,11 +205,10 @@ def calibrate_frames(frames: list[Path], slot_map, classifier, out: Path) -> dic
         probabilities.append(p)
         embedding.append(e)
         slots.append(ids)
-    probabilities, embedding = np.concatenate(probabilities), np.concatenate(embedding)
-    head = fit_calibration(embedding, probabilities, np.concatenate(slots))
-    write_calibration(out, head, classifier.path, {"count": len(frames), "slots": len(slot_map.slots),
-                                                    "first": frames[0].name, "last": frames[-1].name})
-    return {"frames": len(frames), "patches": len(embedding), "taken_share": head["taken_share"],
+    head = calibrate_outputs(probabilities, embedding, np.concatenate(slots), classifier.path, out,
+                             {"count": len(frames), "slots": len(slot_map.slots), "first": frames[0].name,
+                              "last": frames[-1].name})
+    return {"frames": len(frames), "patches": sum(len(p) for p in probabilities), "taken_share": head["taken_share"],
             "agreement_with_base": head["agreement_with_base"], "kept_base": head["kept_base"], "out": str(out)}
 
 

@@ -3,10 +3,12 @@ the daemon with the key at fault, before any camera or network is touched."""
 
 from __future__ import annotations
 
+import math
 import os
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import get_type_hints
 
 
 class ConfigError(ValueError):
@@ -39,8 +41,8 @@ class UploadConfig:
 @dataclass
 class SelfCalibrationConfig:
     enabled: bool = False  # the daemon collects frames and calibrates itself (edge_runtime.self_calibration)
-    out: str = "calibration.json"  # the calibration it writes, and uses from then on
-    buffer: str = "calibration-frames.npz"  # the collected frames' model outputs, kept across restarts
+    out: str = ""  # the calibration it writes and uses from then on (default: calibration.json beside the outbox)
+    buffer: str = ""  # the collected outputs, kept across restarts (default: calibration-frames.npz beside it)
     frames: int = 40
     every_s: float = 900.0  # at most one frame per 15 minutes: 40 frames span a working day
 
@@ -84,10 +86,26 @@ def _section(cls, data: dict, where: str):
     unknown = sorted(set(data) - set(known))
     if unknown:
         raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}")
+    types = get_type_hints(cls)
+    for name, value in data.items():
+        wanted = types[name]
+        if wanted in (str, bool, int, float) and not _is(value, wanted):
+            raise ConfigError(f"{where}: {name} must be {_WORDS[wanted]}, not {value!r}")
     try:
         return cls(**data)
     except TypeError as exc:
         raise ConfigError(f"{where}: {exc}") from None
+
+
+_WORDS = {str: "a string", bool: "true or false", int: "an integer", float: "a finite number"}
+
+
+def _is(value, wanted: type) -> bool:
+    if wanted is bool or isinstance(value, bool):  # TOML's true/false only for booleans, never for numbers
+        return wanted is bool and isinstance(value, bool)
+    if wanted is float:
+        return isinstance(value, int | float) and math.isfinite(value)
+    return isinstance(value, wanted)
 
 
 def load_config(path: Path | str) -> EdgeConfig:
@@ -133,9 +151,19 @@ def check_self_calibration(config: EdgeConfig, where: str = "[self_calibration]"
     if config.calibration:
         raise ConfigError(f"{where}: set either `calibration` (a file from parkcast-edge calibrate) or "
                           "self-calibration, not both")
-    if not isinstance(sc.frames, int) or sc.frames < MIN_FRAMES:
+    if isinstance(sc.frames, bool) or not isinstance(sc.frames, int) or sc.frames < MIN_FRAMES:
         raise ConfigError(f"{where}: frames must be an integer >= {MIN_FRAMES}")
-    if not isinstance(sc.every_s, int | float) or sc.every_s < 0:
+    if not _is(sc.every_s, float) or sc.every_s < 0:
         raise ConfigError(f"{where}: every_s must be a number of seconds >= 0")
-    if not sc.out or not sc.buffer:
-        raise ConfigError(f"{where}: out and buffer must name files")
+    beside = Path(config.outbox).parent  # the device's writable state folder (/var/lib/parkcast)
+    sc.out = sc.out or str(beside / "calibration.json")
+    sc.buffer = sc.buffer or str(beside / "calibration-frames.npz")
+    for name in ("out", "buffer"):
+        folder = Path(getattr(sc, name)).parent
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(f"{where}: {name} cannot be written in {folder} ({exc})") from None
+        if not os.access(folder, os.W_OK):
+            raise ConfigError(f"{where}: {name} cannot be written: {folder} is read-only for this user "
+                              "(put it beside the outbox, e.g. /var/lib/parkcast)")

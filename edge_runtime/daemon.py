@@ -18,7 +18,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from edge_runtime.calibrate import load_calibration
+from edge_runtime.calibrate import MIN_PATCHES, load_calibration
 from edge_runtime.classifier import DEFAULT_MODEL, SlotClassifier
 from edge_runtime.config import ConfigError, EdgeConfig, check_self_calibration
 from edge_runtime.outbox import Outbox
@@ -77,8 +77,11 @@ class Daemon:
             if not self.classifier.has_embedding:
                 raise ConfigError(f"{self.classifier.path} has no embedding output: self-calibration needs a "
                                   "model trained by `parkcast train-slots`")
+            if sc.frames * len(self.slot_map.slots) < MIN_PATCHES:
+                raise ConfigError(f"[self_calibration]: {sc.frames} frames x {len(self.slot_map.slots)} slots is "
+                                  f"fewer than the {MIN_PATCHES} slot patches a calibration needs: raise frames")
             self.self_calibration = SelfCalibration(sc.out, sc.buffer, sc.frames, sc.every_s, self.classifier.path,
-                                                    [slot.slot_id for slot in self.slot_map.slots])
+                                                    self.slot_map)
         self.source = open_source(config.source.kind, config.source.path, config.source.loop)
         s = config.smoothing
         self.smoother = Smoother(len(self.slot_map.slots), s.alpha, s.on, s.off)
@@ -109,7 +112,7 @@ class Daemon:
         states = self.smoother.update(probabilities)
         now = self.clock()
         self.last_frame_at = now
-        if self.self_calibration is not None and now >= EARLIEST_VALID_CLOCK and self.self_calibration.wants(now):
+        if self.self_calibration is not None and now >= EARLIEST_VALID_CLOCK:
             self.collect_for_calibration(now, probabilities, embedding)
         changed = self.last_states is None or bool((states != self.last_states).any())
         heartbeat = self.last_reading_at is None or (now - self.last_reading_at).total_seconds() >= \
@@ -137,11 +140,11 @@ class Daemon:
         return reading
 
     def collect_for_calibration(self, now: datetime, probabilities, embedding) -> None:
-        """Keep this frame for self-calibration; once enough are in, calibrate and use it. A failure
-        here is logged and never costs the reading."""
+        """Keep this frame for self-calibration if it is time to; once enough are in, calibrate and use
+        it. A failure here is logged and never costs the reading."""
         sc = self.self_calibration
         try:
-            head = sc.add(now, probabilities, embedding)
+            head = sc.add(now, probabilities, embedding) if sc.wants(now) else None
             if head is None:
                 return
             self.classifier.calibration = load_calibration(sc.out)

@@ -4,15 +4,16 @@ gets it without anyone recording frames by hand.
 
 While no calibration exists yet, every frame at least `every_s` after the last one kept adds the
 base model's outputs for every slot (P(taken) and the embedding; no image is kept) to a buffer on
-disk, so a restart loses nothing. Once `frames` frames are in, the calibration is fitted
-(edge_runtime.calibrate), written to `out` (bound to the model by SHA-256) and used from the next
-frame on; the buffer is removed. If the frames do not allow a calibration (an empty or full car
-park all day), the older half of the buffer is dropped and collecting goes on. The calibration
-is fitted once: delete `out` to start again.
+disk, replaced atomically, so a restart loses nothing. Once `frames` frames are in, the
+calibration is fitted (edge_runtime.calibrate), written to `out` (bound to the model by SHA-256)
+and used from the next frame on; the buffer is removed. If the frames do not allow a calibration
+(an empty or full car park all day) or it cannot be written, the older half of the buffer is
+dropped and collecting goes on. The calibration is fitted once: delete `out` to start again.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from datetime import datetime
@@ -20,38 +21,49 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_runtime.adapt import sha256
-from edge_runtime.calibrate import MIN_FRAMES, CalibrationError, fit_calibration, write_calibration
+from edge_runtime.adapt import AdaptError, replace_atomically, sha256
+from edge_runtime.calibrate import calibrate_outputs, load_calibration
 
 log = logging.getLogger("parkcast.edge")
 
 
+def slot_map_key(slot_map) -> str:
+    """What the collected outputs depend on besides the model: the slots' ids and corners (a slot
+    map redrawn after the camera moved starts the collection again)."""
+    return hashlib.sha256(json.dumps([[s.slot_id, s.points] for s in slot_map.slots]).encode()).hexdigest()
+
+
+def set_aside(path: Path, why: str) -> None:
+    try:
+        path.replace(path.with_name(path.name + ".stale"))
+    except OSError as exc:
+        log.warning("could not set a self-calibration file aside", extra={"file": str(path), "error": str(exc)})
+        return
+    log.warning(f"self-calibration file set aside ({why}); calibrating again", extra={"file": str(path)})
+
+
 def existing_calibration(out: Path | str, model: Path) -> Path | None:
-    """The calibration self-calibration wrote earlier, if it is for this model. One made for
-    another model (the model was updated) is set aside as `out.stale` and calibration starts again,
-    rather than stopping the daemon."""
+    """The calibration self-calibration wrote earlier, if it is a valid one for this model. One made
+    for another model (the model was updated), or unreadable, is set aside as `out.stale` and
+    calibration starts again, rather than stopping the daemon."""
     out = Path(out)
     if not out.exists():
         return None
     try:
-        fitted_to = json.loads(out.read_text())["base_model"]["sha256"]
-    except (OSError, ValueError, KeyError, TypeError):
-        fitted_to = None
-    if fitted_to == sha256(model):
-        return out
-    out.replace(out.with_name(out.name + ".stale"))
-    log.warning("self-calibration was for another model (or unreadable); set aside, calibrating again",
-                extra={"calibration": str(out)})
+        if load_calibration(out).base_sha256 == sha256(model):
+            return out
+        why = "made for another model"
+    except AdaptError as exc:
+        why = str(exc)
+    set_aside(out, why)
     return None
 
 
 class SelfCalibration:
-    def __init__(self, out: Path | str, buffer: Path | str, frames: int, every_s: float, model: Path,
-                 slot_ids: list[str]):
-        if frames < MIN_FRAMES:
-            raise CalibrationError(f"self-calibration needs at least {MIN_FRAMES} frames, not {frames}")
+    def __init__(self, out: Path | str, buffer: Path | str, frames: int, every_s: float, model: Path, slot_map):
         self.out, self.buffer, self.frames, self.every_s = Path(out), Path(buffer), frames, every_s
-        self.model, self.model_sha256, self.slot_ids = Path(model), sha256(model), np.asarray(slot_ids)
+        self.model, self.slot_ids = Path(model), np.asarray([s.slot_id for s in slot_map.slots])
+        self.key = f"{sha256(model)}:{slot_map_key(slot_map)}"
         self.probabilities: list[np.ndarray] = []
         self.embeddings: list[np.ndarray] = []
         self.times: list[str] = []
@@ -62,13 +74,17 @@ class SelfCalibration:
         return len(self.times)
 
     def wants(self, now: datetime) -> bool:
-        """Whether the frame seen at `now` should be kept (spread over the day, not a burst)."""
-        return not self.times or (now - datetime.fromisoformat(self.times[-1])).total_seconds() >= self.every_s
+        """Whether the frame seen at `now` should be kept (spread over the day, not a burst). A last
+        frame kept in the future (a clock set back since) does not stop the collection."""
+        if not self.times:
+            return True
+        elapsed = (now - datetime.fromisoformat(self.times[-1])).total_seconds()
+        return elapsed < 0 or elapsed >= self.every_s
 
     def add(self, now: datetime, probabilities: np.ndarray, embedding: np.ndarray) -> dict | None:
         """Keep one frame's base outputs; returns the calibration's head once it is fitted and written."""
-        if len(probabilities) != len(self.slot_ids) or embedding is None or len(embedding) != len(self.slot_ids):
-            raise CalibrationError(f"{len(probabilities)} outputs for {len(self.slot_ids)} slots")
+        if embedding is None or not len(probabilities) == len(embedding) == len(self.slot_ids):
+            raise ValueError(f"{len(probabilities)} outputs for {len(self.slot_ids)} slots")
         self.probabilities.append(np.asarray(probabilities, dtype=np.float32))
         self.embeddings.append(np.asarray(embedding, dtype=np.float32))
         self.times.append(now.isoformat())
@@ -76,9 +92,11 @@ class SelfCalibration:
             self._save()
             return None
         try:
-            head = fit_calibration(np.concatenate(self.embeddings), np.concatenate(self.probabilities),
-                                   np.tile(self.slot_ids, self.collected))
-        except CalibrationError as exc:
+            head = calibrate_outputs(self.probabilities, self.embeddings, np.tile(self.slot_ids, self.collected),
+                                     self.model, self.out, {"count": self.collected, "slots": len(self.slot_ids),
+                                                            "first": self.times[0], "last": self.times[-1],
+                                                            "by": "daemon self-calibration"})
+        except Exception as exc:  # noqa: BLE001 - e.g. a full car park all day, or `out` not writable
             drop = self.collected - self.collected // 2
             log.warning("self-calibration not possible yet; dropping the older frames and collecting on",
                         extra={"error": str(exc), "dropped": drop})
@@ -86,33 +104,29 @@ class SelfCalibration:
                 self.probabilities[drop:], self.embeddings[drop:], self.times[drop:]
             self._save()
             return None
-        write_calibration(self.out, head, self.model, {"count": self.collected, "slots": len(self.slot_ids),
-                                                        "first": self.times[0], "last": self.times[-1],
-                                                        "by": "daemon self-calibration"})
         self.buffer.unlink(missing_ok=True)
         return head
 
     def _save(self) -> None:
-        self.buffer.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.buffer.with_name(self.buffer.name + ".tmp.npz")
-        np.savez(tmp, probabilities=np.stack(self.probabilities), embeddings=np.stack(self.embeddings),
-                 times=np.array(self.times), slot_ids=self.slot_ids, model_sha256=np.array(self.model_sha256))
-        tmp.replace(self.buffer)  # never a half-written buffer
+        replace_atomically(self.buffer, lambda fh: np.savez(
+            fh, probabilities=np.stack(self.probabilities), embeddings=np.stack(self.embeddings),
+            times=np.array(self.times), key=np.array(self.key)))
 
     def _load(self) -> None:
         if not self.buffer.exists():
             return
         try:
             with np.load(self.buffer) as saved:
-                same = (str(saved["model_sha256"]) == self.model_sha256
-                        and np.array_equal(saved["slot_ids"], self.slot_ids))
-                if same:
-                    self.probabilities = list(saved["probabilities"])
-                    self.embeddings = list(saved["embeddings"])
-                    self.times = [str(t) for t in saved["times"]]
-        except (OSError, ValueError, KeyError) as exc:
-            log.warning("self-calibration buffer unreadable; starting again", extra={"error": str(exc)})
+                if str(saved["key"]) != self.key:
+                    set_aside(self.buffer, "collected for another model or slot map")
+                    return
+                probabilities, embeddings = list(saved["probabilities"]), list(saved["embeddings"])
+                times = [str(t) for t in saved["times"]]
+        except Exception as exc:  # noqa: BLE001 - a damaged buffer must not stop the daemon
+            set_aside(self.buffer, f"unreadable: {exc}")
             return
-        if not same:
-            log.warning("self-calibration buffer is for another model or slot map; starting again",
-                        extra={"buffer": str(self.buffer)})
+        if not len(probabilities) == len(embeddings) == len(times) or \
+                any(len(p) != len(self.slot_ids) for p in probabilities):
+            set_aside(self.buffer, "inconsistent")
+            return
+        self.probabilities, self.embeddings, self.times = probabilities, embeddings, times

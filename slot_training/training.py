@@ -356,7 +356,7 @@ def calibration_verdict(rows: list[dict], target: float = 0.97) -> str:
     cases = [(r["held_out"], direction, c["plain"], c["cal"])
              for r in rows for direction, c in (("later", r["calibrated"]), ("earlier", r["calibrated"]["reverse"]))]
     lifted = all(cal > plain for _, _, plain, cal in cases)
-    missed = [f"{name}'s {direction} half ({cal:.3f})" for name, direction, _, cal in cases if cal < target]
+    missed = [f"{name}'s {direction} half ({cal:.4f})" for name, direction, _, cal in cases if cal < target]
     return (f"It {'lifts' if lifted else 'does not lift'} every held-out camera in both directions; the "
             f"{target} target is reached in {len(cases) - len(missed)} of {len(cases)} cases"
             + (f", not on {' and '.join(missed)}." if missed else "."))

@@ -1,0 +1,71 @@
+"""Label-free calibration (and so the daemon's self-calibration) when the same car park looks
+different: the repo's 20 labelled PUCPR frames as another camera or another light would show them,
+the packaged model plain and calibrated on those frames (labels only to score). The packaged model
+was trained on these frames as they are, so the "as recorded" row is a camera it knows; the
+other looks are new to it.
+
+    .venv/bin/python benchmarks/calibration_looks.py
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageEnhance
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from edge_runtime.adapt import Adapter  # noqa: E402
+from edge_runtime.calibrate import fit_calibration  # noqa: E402
+from edge_runtime.classifier import SlotClassifier  # noqa: E402
+from edge_runtime.preprocess import crop_all  # noqa: E402
+from edge_runtime.slotmap import load_slot_map  # noqa: E402
+
+FRAMES = ROOT / "data" / "sample" / "slots" / "pklot_pucpr_more" / "labeled"
+
+
+def tinted(image: Image.Image) -> Image.Image:
+    r, g, b = image.split()
+    return Image.merge("RGB", (r.point(lambda v: v * 0.6), g, b.point(lambda v: min(255, v * 1.3))))
+
+
+LOOKS = {
+    "as recorded": lambda im: im,
+    "darker (brightness x0.45, dusk)": lambda im: ImageEnhance.Brightness(im).enhance(0.45),
+    "overexposed (brightness x1.8)": lambda im: ImageEnhance.Brightness(im).enhance(1.8),
+    "blue cast (another sensor)": tinted,
+    "hazy (contrast x0.4, dirty lens)": lambda im: ImageEnhance.Contrast(im).enhance(0.4),
+}
+
+
+def main() -> None:
+    classifier = SlotClassifier()
+    frames = sorted(FRAMES.glob("*.jpg"))
+    maps = [load_slot_map(jpg.with_suffix(".xml")) for jpg in frames]
+    ids = np.concatenate([[s.slot_id for s in m.slots] for m in maps])
+    truth = np.array([np.nan if s.occupied is None else float(s.occupied) for m in maps for s in m.slots])
+    known = ~np.isnan(truth)
+    print(f"packaged model, {len(frames)} PUCPR frames ({known.sum()} labelled slots), calibrated on all of them")
+    print(f"{'look':<34} {'plain':>7} {'calibrated':>10} {'kept model':>10} {'split consistency base/cal':>27} "
+          f"{'fit (s)':>7}")
+    for name, look in LOOKS.items():
+        outputs = [classifier.outputs(crop_all(look(Image.open(jpg).convert("RGB")), m, classifier.size))
+                   for jpg, m in zip(frames, maps, strict=True)]
+        p, e = np.concatenate([o[0] for o in outputs]), np.concatenate([o[1] for o in outputs])
+        started = time.perf_counter()
+        head = fit_calibration(e, p, ids)
+        seconds = time.perf_counter() - started
+        calibrated = Adapter(head)(e, p)
+        plain_acc = float(((p >= 0.5) == (truth == 1))[known].mean())
+        cal_acc = float(((calibrated >= 0.5) == (truth == 1))[known].mean())
+        consistency = head["split_consistency"]
+        print(f"{name:<34} {plain_acc:>7.4f} {cal_acc:>10.4f} {str(head['kept_base']):>10} "
+              f"{consistency['base']:>13.4f} / {consistency['calibrated']:.4f} {seconds:>7.2f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
