@@ -5,6 +5,7 @@ benchmarks/forecast.py (choice folds decide; the final fold is printed and decid
 
     .venv/bin/python benchmarks/forecast_city.py [--variants shipped,city,shrink]
     .venv/bin/python benchmarks/forecast_city.py --variants shipped,daybag,perstep   # round 3
+    .venv/bin/python benchmarks/forecast_city.py --variants pasterror                # round 4
     # the bag in commands of a few minutes each (members cached), then its scores:
     .venv/bin/python benchmarks/forecast_city.py --variants daybag --cache DIR --fold K [--seeds 0,1,2,3]
     .venv/bin/python benchmarks/forecast_city.py --variants daybag --cache DIR
@@ -32,6 +33,13 @@ shipped):
            that day, a day drawn twice brings them twice); the correction is the mean of the 8
   perstep  one tree model per step h = 1..8, each fitted only on that step's samples (the same
            inputs, the step column included, constant within a model), instead of one joint model
+
+Round 4 (2026-11-28, fixed before running, one run):
+  pasterror the shipped inputs + the anchor's own error for the same origin slot and target slot
+           on each of the last 3 days, averaged: (rate - week-ago rate) at the target slot minus
+           the same at the origin slot, day d-k, k = 1..3 (how the level gap drifted from the
+           origin's time to the target's time on recent days; the shipped inputs hold that gap at
+           the origin slot only). Reads only earlier days.
 """
 
 from __future__ import annotations
@@ -98,6 +106,23 @@ def with_calendar(d: Design, days) -> Design:
     return Design(np.concatenate([d.x, extra], axis=-1), d.anchor, d.same_day, d.target_day, d.target_slot)
 
 
+def with_past_error(d: Design, hist, holiday, lot, day, slot) -> Design:
+    """The design plus the anchor's error on the last 3 days for the same origin and target slots."""
+    horizon = d.anchor.shape[1]
+    lots = np.repeat(lot[:, None], horizon, axis=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        errors = []
+        for k in (1, 2, 3):
+            at_target = gather(hist, lots, d.target_day - k, d.target_slot) - \
+                _weekly(hist, holiday, lots, d.target_day - k, d.target_slot)
+            at_origin = gather(hist, lot, day - k, slot) - _weekly(hist, holiday, lot, day - k, slot)
+            errors.append(at_target - at_origin[:, None])
+        past = np.nan_to_num(np.nanmean(errors, axis=0), nan=0.0)
+    extra = (np.clip(np.round(past * QUANT), -QUANT + 1, QUANT - 1) / QUANT).astype(np.float32)[..., None]
+    return Design(np.concatenate([d.x, extra], axis=-1), d.anchor, d.same_day, d.target_day, d.target_slot)
+
+
 def shrunk_anchor(d: Design, lot_minus_city: np.ndarray, weight: np.ndarray) -> np.ndarray:
     # week-ago + w * lot gap + (1 - w) * city gap = anchor - (1 - w) * (lot gap - city gap)
     return np.clip(d.anchor - (1.0 - weight[None, :]) * lot_minus_city[:, None], 0.0, 1.0).astype(np.float32)
@@ -121,11 +146,14 @@ def fold_design(cube, stop, profile, holidays, first, last, horizon, variant, we
     elif variant in ("city", "shrink"):
         holiday = np.tile(calendar(cube.days[:stop], holidays)[1], (len(cube.lots), 1))
         d, lmc = with_city(d, cube.rate[:, :stop], holiday, lot, day, slot, weight)
+    elif variant == "pasterror":
+        holiday = np.tile(calendar(cube.days[:stop], holidays)[1], (len(cube.lots), 1))
+        d = with_past_error(d, cube.rate[:, :stop], holiday, lot, day, slot)
     return d, actual, mask, (lot, day, slot), lmc
 
 
 BAG_SEEDS = range(8)
-VARIANTS = ("shipped", "city", "shrink", "calendar", "daybag", "perstep")
+VARIANTS = ("shipped", "city", "shrink", "calendar", "daybag", "perstep", "pasterror")
 
 
 def take_origins(d: Design, actual, mask, age, index) -> tuple[Design, np.ndarray, np.ndarray, np.ndarray]:
