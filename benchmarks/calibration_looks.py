@@ -4,7 +4,12 @@ the packaged model plain and calibrated on those frames (labels only to score). 
 was trained on these frames as they are, so the "as recorded" row is a camera it knows; the
 other looks are new to it.
 
-    .venv/bin/python benchmarks/calibration_looks.py
+    .venv/bin/python benchmarks/calibration_looks.py [--dumps DIR]
+
+With --dumps (the folder of `benchmarks/slots.py --dump`; PARKCAST_SLOT_DATA set) it adds the
+held-out cameras, each half of their frames calibrated and scored on itself, for the last column:
+of the patches the calibration turns to the other state, the share the model was sure of
+(P < 0.1 or > 0.9), a candidate label-free warning sign that is not used by the guard.
 """
 
 from __future__ import annotations
@@ -42,7 +47,31 @@ LOOKS = {
 }
 
 
+SURE = 0.1
+
+
+def row(name: str, p: np.ndarray, e: np.ndarray, ids: np.ndarray, truth: np.ndarray) -> None:
+    known = ~np.isnan(truth)
+    started = time.perf_counter()
+    head = fit_calibration(e, p, ids)
+    seconds = time.perf_counter() - started
+    calibrated = Adapter(head)(e, p)
+    plain_acc = float(((p >= 0.5) == (truth == 1))[known].mean())
+    cal_acc = float(((calibrated >= 0.5) == (truth == 1))[known].mean())
+    flipped = (calibrated >= 0.5) != (p >= 0.5)
+    sure = flipped & ((p < SURE) | (p > 1 - SURE))
+    consistency = head["split_consistency"]
+    print(f"{name:<34} {plain_acc:>7.4f} {cal_acc:>10.4f} {str(head['kept_base']):>10} "
+          f"{consistency['base']:>13.4f} / {consistency['calibrated']:.4f} {seconds:>7.2f} {flipped.mean():>8.3f} "
+          f"{sure.sum() / max(flipped.sum(), 1):>11.2f}", flush=True)
+
+
 def main() -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dumps", type=Path, default=None)
+    args = parser.parse_args()
     classifier = SlotClassifier()
     frames = sorted(FRAMES.glob("*.jpg"))
     maps = [load_slot_map(jpg.with_suffix(".xml")) for jpg in frames]
@@ -51,20 +80,21 @@ def main() -> None:
     known = ~np.isnan(truth)
     print(f"packaged model, {len(frames)} PUCPR frames ({known.sum()} labelled slots), calibrated on all of them")
     print(f"{'look':<34} {'plain':>7} {'calibrated':>10} {'kept model':>10} {'split consistency base/cal':>27} "
-          f"{'fit (s)':>7}")
+          f"{'fit (s)':>7} {'flipped':>8} {'of them sure':>12}")
     for name, look in LOOKS.items():
         outputs = [classifier.outputs(crop_all(look(Image.open(jpg).convert("RGB")), m, classifier.size))
                    for jpg, m in zip(frames, maps, strict=True)]
-        p, e = np.concatenate([o[0] for o in outputs]), np.concatenate([o[1] for o in outputs])
-        started = time.perf_counter()
-        head = fit_calibration(e, p, ids)
-        seconds = time.perf_counter() - started
-        calibrated = Adapter(head)(e, p)
-        plain_acc = float(((p >= 0.5) == (truth == 1))[known].mean())
-        cal_acc = float(((calibrated >= 0.5) == (truth == 1))[known].mean())
-        consistency = head["split_consistency"]
-        print(f"{name:<34} {plain_acc:>7.4f} {cal_acc:>10.4f} {str(head['kept_base']):>10} "
-              f"{consistency['base']:>13.4f} / {consistency['calibrated']:.4f} {seconds:>7.2f}", flush=True)
+        row(name, np.concatenate([o[0] for o in outputs]), np.concatenate([o[1] for o in outputs]), ids, truth)
+    if args.dumps:
+        from benchmarks.slots import slot_ids
+
+        for source in ("cnrpark_camA", "pklot_pucpr"):  # their fold models, which never saw them
+            saved = np.load(args.dumps / f"{source}_lite08_multi.npz")
+            frames_of = np.unique(saved["groups"])
+            later = np.isin(saved["groups"], frames_of[len(frames_of) // 2 :])
+            for half, chosen in (("later half", later), ("earlier half", ~later)):
+                row(f"{source}, {half}", saved["probabilities"][chosen], saved["embedding"][chosen],
+                    slot_ids(source)[chosen], saved["occupied"][chosen].astype(float))
 
 
 if __name__ == "__main__":
