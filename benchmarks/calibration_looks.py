@@ -9,7 +9,8 @@ other looks are new to it.
 With --dumps (the folder of `benchmarks/slots.py --dump`; PARKCAST_SLOT_DATA set) it adds the
 held-out cameras, each half of their frames calibrated and scored on itself, for the last column:
 of the patches the calibration turns to the other state, the share the model was sure of
-(P < 0.1 or > 0.9), a candidate label-free warning sign that is not used by the guard.
+(P < 0.1 or > 0.9; `overruled_sure` in the calibration file), a candidate label-free warning
+sign that the guard does not use.
 """
 
 from __future__ import annotations
@@ -47,9 +48,6 @@ LOOKS = {
 }
 
 
-SURE = 0.1
-
-
 def row(name: str, p: np.ndarray, e: np.ndarray, ids: np.ndarray, truth: np.ndarray) -> None:
     known = ~np.isnan(truth)
     started = time.perf_counter()
@@ -58,12 +56,10 @@ def row(name: str, p: np.ndarray, e: np.ndarray, ids: np.ndarray, truth: np.ndar
     calibrated = Adapter(head)(e, p)
     plain_acc = float(((p >= 0.5) == (truth == 1))[known].mean())
     cal_acc = float(((calibrated >= 0.5) == (truth == 1))[known].mean())
-    flipped = (calibrated >= 0.5) != (p >= 0.5)
-    sure = flipped & ((p < SURE) | (p > 1 - SURE))
     consistency = head["split_consistency"]
     print(f"{name:<34} {plain_acc:>7.4f} {cal_acc:>10.4f} {str(head['kept_base']):>10} "
-          f"{consistency['base']:>13.4f} / {consistency['calibrated']:.4f} {seconds:>7.2f} {flipped.mean():>8.3f} "
-          f"{sure.sum() / max(flipped.sum(), 1):>11.2f}", flush=True)
+          f"{consistency['base']:>13.4f} / {consistency['calibrated']:.4f} {seconds:>7.2f} "
+          f"{1 - head['agreement_with_base']:>8.3f} {head['overruled_sure']:>12.2f}", flush=True)
 
 
 def main() -> None:

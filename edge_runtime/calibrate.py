@@ -58,6 +58,7 @@ FIRST_SHARE = 0.5  # round 1 trusts the surer half of each class; the last round
 STRENGTH = 0.1  # L2 pull of the head's weights towards 0 (mean loss; same for any number of patches)
 SPLIT_GAP = 0.7  # a slot's two groups must differ in mean score by this x the std of all scores
 MIN_SLOT_PATCHES = 6  # a slot seen fewer times keeps the head's labels
+SURE_LOGIT = float(np.log(0.9 / 0.1))  # the model "was sure": P(taken) < 0.1 or > 0.9
 
 
 class CalibrationError(AdaptError):
@@ -155,12 +156,18 @@ def fit_calibration(embedding: np.ndarray, probabilities: np.ndarray, slots: np.
         kept_base = consistency["calibrated"] <= consistency["base"]
         if kept_base:  # do no harm: keep the model as trained
             theta, score = start(x.shape[1]), x[:, -2]
-    agree = float(((score > 0) == (x[:, -2] > 0)).mean())
+    flipped = (score > 0) != (x[:, -2] > 0)
+    # Of the patches it turns to the other state, the share the model was sure of (P < 0.1 or
+    # > 0.9): 0.44 in the one harmful case measured, <= 0.27 in eight others (docs/benchmarks.md);
+    # reported for a person to weigh, not used to decide.
+    overruled = float((flipped & (np.abs(x[:, -2]) > SURE_LOGIT)).sum() / max(flipped.sum(), 1))
+    agree = 1.0 - float(flipped.mean())
     return {"center": center.tolist(), "scale": scale.tolist(), "weights": theta[:-1].tolist(),
             "bias": float(theta[-1]), "rounds": rounds, "strength": strength, "slots_split": split,
             "split_consistency": consistency and {k: round(v, 4) for k, v in consistency.items()},
             "kept_base": kept_base,
-            "taken_share": round(float((score > 0).mean()), 4), "agreement_with_base": round(agree, 4)}
+            "taken_share": round(float((score > 0).mean()), 4), "agreement_with_base": round(agree, 4),
+            "overruled_sure": round(overruled, 4)}
 
 
 def write_calibration(path: Path | str, head: dict, base_model: Path, frames: dict) -> dict:
@@ -209,7 +216,8 @@ def calibrate_frames(frames: list[Path], slot_map, classifier, out: Path) -> dic
                              {"count": len(frames), "slots": len(slot_map.slots), "first": frames[0].name,
                               "last": frames[-1].name})
     return {"frames": len(frames), "patches": sum(len(p) for p in probabilities), "taken_share": head["taken_share"],
-            "agreement_with_base": head["agreement_with_base"], "kept_base": head["kept_base"], "out": str(out)}
+            "agreement_with_base": head["agreement_with_base"], "overruled_sure": head["overruled_sure"],
+            "kept_base": head["kept_base"], "out": str(out)}
 
 
 def load_calibration(path: Path | str) -> Adapter:

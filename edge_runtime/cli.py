@@ -169,7 +169,9 @@ def calibrate(frames_dir: Path, slots_path: Path, out: Path, model: Path | None,
                    "calibration would: the file keeps it unchanged", err=True)
     click.echo(f"calibration written to {out} from {result['patches']} slot patches of {result['frames']} frames "
                f"(it calls {result['taken_share']:.0%} of them taken and agrees with the model as trained on "
-               f"{result['agreement_with_base']:.0%}). Check it on a frame (parkcast-edge label --calibration "
+               f"{result['agreement_with_base']:.0%}; of the patches it changes, {result['overruled_sure']:.0%} were "
+               "ones the model was sure of: the higher, the more careful the check). "
+               "Check it on a frame (parkcast-edge label --calibration "
                f"{out}) before setting calibration = \"{out}\" in edge.toml: it was fitted without labels, "
                "and with fewer frames per slot it has less to go on", err=True)
 

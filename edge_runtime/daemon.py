@@ -154,7 +154,8 @@ class Daemon:
         self.self_calibration = None
         log.info("self-calibrated", extra={"calibration": str(sc.out), "frames": sc.frames,
                                            "kept_base": head["kept_base"], "taken_share": head["taken_share"],
-                                           "agreement_with_base": head["agreement_with_base"]})
+                                           "agreement_with_base": head["agreement_with_base"],
+                                           "overruled_sure": head["overruled_sure"]})
 
     # -- the loop ----------------------------------------------------------------------------
 
