@@ -15,12 +15,13 @@ sign that the guard does not use.
 
 from __future__ import annotations
 
+import io
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageEnhance
+from PIL import Image, ImageEnhance, ImageFilter
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -39,12 +40,55 @@ def tinted(image: Image.Image) -> Image.Image:
     return Image.merge("RGB", (r.point(lambda v: v * 0.6), g, b.point(lambda v: min(255, v * 1.3))))
 
 
-LOOKS = {
+def gamma(g: float):
+    return lambda im: im.point(lambda v: 255 * (v / 255) ** g)
+
+
+def jpeg(quality: int):
+    def recompressed(im: Image.Image) -> Image.Image:
+        buffer = io.BytesIO()
+        im.save(buffer, "JPEG", quality=quality)
+        buffer.seek(0)
+        return Image.open(buffer).convert("RGB")
+    return recompressed
+
+
+def noisy(im: Image.Image) -> Image.Image:
+    pixels = np.asarray(im).astype(float) + np.random.default_rng(0).normal(0, 20, (im.size[1], im.size[0], 3))
+    return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
+
+
+def low_resolution(im: Image.Image) -> Image.Image:
+    width, height = im.size
+    return im.resize((width // 3, height // 3)).resize((width, height))
+
+
+def brightness(factor: float):
+    return lambda im: ImageEnhance.Brightness(im).enhance(factor)
+
+
+def contrast(factor: float):
+    return lambda im: ImageEnhance.Contrast(im).enhance(factor)
+
+
+LOOKS = {  # the first five, then the second twelve, each list fixed before its one run
     "as recorded": lambda im: im,
-    "darker (brightness x0.45, dusk)": lambda im: ImageEnhance.Brightness(im).enhance(0.45),
-    "overexposed (brightness x1.8)": lambda im: ImageEnhance.Brightness(im).enhance(1.8),
+    "darker (brightness x0.45, dusk)": brightness(0.45),
+    "overexposed (brightness x1.8)": brightness(1.8),
     "blue cast (another sensor)": tinted,
-    "hazy (contrast x0.4, dirty lens)": lambda im: ImageEnhance.Contrast(im).enhance(0.4),
+    "hazy (contrast x0.4, dirty lens)": contrast(0.4),
+    "brightness x1.4": brightness(1.4),
+    "brightness x2.2": brightness(2.2),
+    "gamma 0.5": gamma(0.5),
+    "gamma 2.0": gamma(2.0),
+    "grey (saturation 0)": lambda im: ImageEnhance.Color(im).enhance(0.0),
+    "contrast x0.6": contrast(0.6),
+    "contrast x1.8": contrast(1.8),
+    "blur (radius 2)": lambda im: im.filter(ImageFilter.GaussianBlur(2)),
+    "JPEG quality 10": jpeg(10),
+    "noise (sd 20)": noisy,
+    "low resolution (1/3)": low_resolution,
+    "hazy + bright (contrast x0.5, brightness x1.5)": lambda im: brightness(1.5)(contrast(0.5)(im)),
 }
 
 
@@ -57,7 +101,7 @@ def row(name: str, p: np.ndarray, e: np.ndarray, ids: np.ndarray, truth: np.ndar
     plain_acc = float(((p >= 0.5) == (truth == 1))[known].mean())
     cal_acc = float(((calibrated >= 0.5) == (truth == 1))[known].mean())
     consistency = head["split_consistency"]
-    print(f"{name:<34} {plain_acc:>7.4f} {cal_acc:>10.4f} {str(head['kept_base']):>10} "
+    print(f"{name:<46} {plain_acc:>7.4f} {cal_acc:>10.4f} {str(head['kept_base']):>10} "
           f"{consistency['base']:>13.4f} / {consistency['calibrated']:.4f} {seconds:>7.2f} "
           f"{1 - head['agreement_with_base']:>8.3f} {head['overruled_sure']:>12.2f}", flush=True)
 
@@ -75,7 +119,7 @@ def main() -> None:
     truth = np.array([np.nan if s.occupied is None else float(s.occupied) for m in maps for s in m.slots])
     known = ~np.isnan(truth)
     print(f"packaged model, {len(frames)} PUCPR frames ({known.sum()} labelled slots), calibrated on all of them")
-    print(f"{'look':<34} {'plain':>7} {'calibrated':>10} {'kept model':>10} {'split consistency base/cal':>27} "
+    print(f"{'look':<46} {'plain':>7} {'calibrated':>10} {'kept model':>10} {'split consistency base/cal':>27} "
           f"{'fit (s)':>7} {'flipped':>8} {'of them sure':>12}")
     for name, look in LOOKS.items():
         outputs = [classifier.outputs(crop_all(look(Image.open(jpg).convert("RGB")), m, classifier.size))

@@ -158,8 +158,8 @@ def fit_calibration(embedding: np.ndarray, probabilities: np.ndarray, slots: np.
             theta, score = start(x.shape[1]), x[:, -2]
     flipped = (score > 0) != (x[:, -2] > 0)
     # Of the patches it turns to the other state, the share the model was sure of (P < 0.1 or
-    # > 0.9): 0.44 in the one harmful case measured, <= 0.27 in eight others (docs/benchmarks.md);
-    # reported for a person to weigh, not used to decide.
+    # > 0.9): 0.26-0.44 where it harmed (brighter frames than in training), 0.00-0.27 where it
+    # helped (docs/benchmarks.md); reported for a person to weigh, not used to decide.
     overruled = float((flipped & (np.abs(x[:, -2]) > SURE_LOGIT)).sum() / max(flipped.sum(), 1))
     agree = 1.0 - float(flipped.mean())
     return {"center": center.tolist(), "scale": scale.tolist(), "weights": theta[:-1].tolist(),
