@@ -143,6 +143,8 @@ def load_config(path: Path | str) -> EdgeConfig:
 
 
 def check_self_calibration(config: EdgeConfig, where: str = "[self_calibration]") -> None:
+    """Validate [self_calibration] and fill in its default paths (beside the outbox); the daemon
+    calls it again for a config built in code, so it must stay idempotent."""
     from edge_runtime.calibrate import MIN_FRAMES
 
     sc = config.self_calibration
@@ -151,7 +153,7 @@ def check_self_calibration(config: EdgeConfig, where: str = "[self_calibration]"
     if config.calibration:
         raise ConfigError(f"{where}: set either `calibration` (a file from parkcast-edge calibrate) or "
                           "self-calibration, not both")
-    if isinstance(sc.frames, bool) or not isinstance(sc.frames, int) or sc.frames < MIN_FRAMES:
+    if not _is(sc.frames, int) or sc.frames < MIN_FRAMES:
         raise ConfigError(f"{where}: frames must be an integer >= {MIN_FRAMES}")
     if not _is(sc.every_s, float) or sc.every_s < 0:
         raise ConfigError(f"{where}: every_s must be a number of seconds >= 0")
