@@ -6,6 +6,7 @@ benchmarks/forecast.py (choice folds decide; the final fold is printed and decid
     .venv/bin/python benchmarks/forecast_city.py [--variants shipped,city,shrink]
     .venv/bin/python benchmarks/forecast_city.py --variants shipped,daybag,perstep   # round 3
     .venv/bin/python benchmarks/forecast_city.py --variants pasterror                # round 4
+    .venv/bin/python benchmarks/forecast_city.py --variants shipped,feedback         # round 5
     # the bag in commands of a few minutes each (members cached), then its scores:
     .venv/bin/python benchmarks/forecast_city.py --variants daybag --cache DIR --fold K [--seeds 0,1,2,3]
     .venv/bin/python benchmarks/forecast_city.py --variants daybag --cache DIR
@@ -153,7 +154,28 @@ def fold_design(cube, stop, profile, holidays, first, last, horizon, variant, we
 
 
 BAG_SEEDS = range(8)
-VARIANTS = ("shipped", "city", "shrink", "calendar", "daybag", "perstep", "pasterror")
+VARIANTS = ("shipped", "city", "shrink", "calendar", "daybag", "perstep", "pasterror", "feedback")
+FEEDBACK_GRID = np.arange(0, 1.51, 0.25)
+FEEDBACK_PRIOR = 8  # verified pairs the prior m = 1 counts as
+
+
+def day_feedback(test: Design, actual, mask, lot, day, slot, correction) -> np.ndarray:
+    """[N] scale of each origin's correction from the lot's verified corrections earlier that day."""
+    scale = np.ones(len(lot))
+    for key in np.unique(np.stack([lot, day], axis=1), axis=0):
+        rows = np.flatnonzero((lot == key[0]) & (day == key[1]))
+        for i in rows:
+            earlier = rows[slot[rows] < slot[i]]
+            if len(earlier) == 0:
+                continue
+            seen = mask[earlier] & test.same_day[earlier] & (test.target_slot[earlier] <= slot[i])
+            if not seen.any():
+                continue
+            a, base, c = actual[earlier][seen], test.anchor[earlier][seen], correction[earlier][seen]
+            loss = [np.abs(a - base - s * c).sum() for s in FEEDBACK_GRID]
+            n = int(seen.sum())
+            scale[i] = (n * FEEDBACK_GRID[int(np.argmin(loss))] + FEEDBACK_PRIOR) / (n + FEEDBACK_PRIOR)
+    return scale
 
 
 def take_origins(d: Design, actual, mask, age, index) -> tuple[Design, np.ndarray, np.ndarray, np.ndarray]:
@@ -208,6 +230,10 @@ def run_fold(cube, first, last, role, holidays, horizon, cfg, variant, cache=Non
     fit_seconds = time.monotonic() - started
     if correction is None:
         return None, weight, fit_seconds
+    if variant == "feedback":
+        m = day_feedback(test, test_actual, test_mask, lot, test_day, slot, correction)
+        print(f"  fold {cube.days[first]}: feedback scale quartiles {np.round(np.quantile(m, [0.25, 0.5, 0.75]), 2)}")
+        correction = correction * m[:, None]
     base = ct.fold_baselines(cube, lot, test_day, slot, horizon)
     return ct.FoldRun(first, last, role, test, test_actual, test_mask, correction, base), weight, fit_seconds
 
