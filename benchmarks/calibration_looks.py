@@ -11,6 +11,11 @@ held-out cameras, each half of their frames calibrated and scored on itself, for
 of the patches the calibration turns to the other state, the share the model was sure of
 (P < 0.1 or > 0.9; `overruled_sure` in the calibration file), a candidate label-free warning
 sign that the guard does not use.
+
+The `threshold` column is the one-parameter mode (edge_runtime.calibrate.fit_threshold; the
+daemon's default): only the decision threshold moves, to Otsu's split of the base logits. With
+--dumps the held-out cameras are then also calibrated on one half of their frames and scored on
+the other (the protocol of benchmarks/slots.py), full and threshold side by side.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from edge_runtime.adapt import Adapter  # noqa: E402
-from edge_runtime.calibrate import fit_calibration  # noqa: E402
+from edge_runtime.calibrate import CalibrationError, fit_calibration, fit_threshold  # noqa: E402
 from edge_runtime.classifier import SlotClassifier  # noqa: E402
 from edge_runtime.preprocess import crop_all  # noqa: E402
 from edge_runtime.slotmap import load_slot_map  # noqa: E402
@@ -103,7 +108,20 @@ def row(name: str, p: np.ndarray, e: np.ndarray, ids: np.ndarray, truth: np.ndar
     consistency = head["split_consistency"]
     print(f"{name:<46} {plain_acc:>7.4f} {cal_acc:>10.4f} {str(head['kept_base']):>10} "
           f"{consistency['base']:>13.4f} / {consistency['calibrated']:.4f} {seconds:>7.2f} "
-          f"{1 - head['agreement_with_base']:>8.3f} {head['overruled_sure']:>12.2f}", flush=True)
+          f"{1 - head['agreement_with_base']:>8.3f} {head['overruled_sure']:>12.2f} "
+          f"{threshold_accuracy((p, e), (p, e, truth)):>9}", flush=True)
+
+
+def threshold_accuracy(fit_on: tuple, score_on: tuple) -> str:
+    """Accuracy of the threshold mode fitted on `fit_on` = (P, embedding) and scored on `score_on`
+    = (P, embedding, truth with NaN for unlabelled), or why it refused."""
+    (p, e), (p_test, e_test, truth) = fit_on, score_on
+    try:
+        head = fit_threshold(p, e.shape[1])
+    except CalibrationError:
+        return "refused"
+    known = ~np.isnan(truth)
+    return f"{float(((Adapter(head)(e_test, p_test) >= 0.5) == (truth == 1))[known].mean()):.4f}"
 
 
 def main() -> None:
@@ -120,7 +138,7 @@ def main() -> None:
     known = ~np.isnan(truth)
     print(f"packaged model, {len(frames)} PUCPR frames ({known.sum()} labelled slots), calibrated on all of them")
     print(f"{'look':<46} {'plain':>7} {'calibrated':>10} {'kept model':>10} {'split consistency base/cal':>27} "
-          f"{'fit (s)':>7} {'flipped':>8} {'of them sure':>12}")
+          f"{'fit (s)':>7} {'flipped':>8} {'of them sure':>12} {'threshold':>9}")
     for name, look in LOOKS.items():
         outputs = [classifier.outputs(crop_all(look(Image.open(jpg).convert("RGB")), m, classifier.size))
                    for jpg, m in zip(frames, maps, strict=True)]
@@ -135,6 +153,30 @@ def main() -> None:
             for half, chosen in (("later half", later), ("earlier half", ~later)):
                 row(f"{source}, {half}", saved["probabilities"][chosen], saved["embedding"][chosen],
                     slot_ids(source)[chosen], saved["occupied"][chosen].astype(float))
+        print("\nheld-out cameras, calibrated on the other half (labels only to score):")
+        print(f"{'test half':<34} {'plain':>7} {'full':>7} {'threshold':>9}")
+        for source in ("cnrpark_camA", "pklot_pucpr"):
+            saved = np.load(args.dumps / f"{source}_lite08_multi.npz")
+            p, e, y, ids = saved["probabilities"], saved["embedding"], saved["occupied"].astype(float), slot_ids(source)
+            frames_of = np.unique(saved["groups"])
+            later = np.isin(saved["groups"], frames_of[len(frames_of) // 2 :])
+            for half, test in (("later half", later), ("earlier half", ~later)):
+                cal = ~test
+                full = Adapter(fit_calibration(e[cal], p[cal], ids[cal]))(e[test], p[test])
+                print(f"{source + ', ' + half:<34} {np.mean((p[test] >= 0.5) == (y[test] == 1)):>7.4f} "
+                      f"{np.mean((full >= 0.5) == (y[test] == 1)):>7.4f} "
+                      f"{threshold_accuracy((p[cal], e[cal]), (p[test], e[test], y[test])):>9}", flush=True)
+        print("\none state rare: 1,000 patches drawn (seed 0) with this share taken, threshold fitted on them "
+              "and scored on the whole source (plain: the model as trained)")
+        for source in ("cnrpark_camA", "pklot_pucpr"):
+            saved = np.load(args.dumps / f"{source}_lite08_multi.npz")
+            p, e, y = saved["probabilities"], saved["embedding"], saved["occupied"].astype(float)
+            rng, cells = np.random.default_rng(0), []
+            for share in (0.05, 0.1, 0.2, 0.5, 0.8, 0.9, 0.95):
+                drawn = np.concatenate([rng.choice(np.flatnonzero(y == 1), int(1000 * share)),
+                                        rng.choice(np.flatnonzero(y == 0), 1000 - int(1000 * share))])
+                cells.append(f"{share:.2f}: {threshold_accuracy((p[drawn], e[drawn]), (p, e, y))}")
+            print(f"{source:<14} plain {np.mean((p >= 0.5) == (y == 1)):.4f} | " + " | ".join(cells), flush=True)
 
 
 if __name__ == "__main__":

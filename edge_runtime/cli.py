@@ -150,7 +150,12 @@ def adapt(labels_paths: tuple[Path, ...], out: Path, model: Path | None, calibra
 @click.option("--model", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="base model (default: the packaged int8 model)")
 @click.option("--frame", "frame_name", default=None, help="for a CSV slot map holding several frames")
-def calibrate(frames_dir: Path, slots_path: Path, out: Path, model: Path | None, frame_name: str | None) -> None:
+@click.option("--mode", type=click.Choice(["full", "threshold"]), default="full", show_default=True,
+              help="full: a new head read from this camera's features (the larger gains, and a measured harm on "
+                   "overexposed frames); threshold: only the model's decision threshold moves (smaller gains, no "
+                   "harm measured)")
+def calibrate(frames_dir: Path, slots_path: Path, out: Path, model: Path | None, frame_name: str | None,
+              mode: str) -> None:
     """Fit the model to this camera without labels, from its own unlabelled frames (numpy,
     deterministic); the daemon uses it when edge.toml says `calibration = "OUT"`."""
     from edge_runtime.adapt import AdaptError
@@ -160,7 +165,7 @@ def calibrate(frames_dir: Path, slots_path: Path, out: Path, model: Path | None,
     frames = sorted(p for p in frames_dir.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
     try:
         slot_map = load_slot_map(slots_path, frame_name)
-        result = calibrate_frames(frames, slot_map, _classifier(model), out)
+        result = calibrate_frames(frames, slot_map, _classifier(model), out, mode)
     except (AdaptError, SlotMapError, OSError) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(json.dumps(result))

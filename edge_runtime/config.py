@@ -40,11 +40,15 @@ class UploadConfig:
 
 @dataclass
 class SelfCalibrationConfig:
-    enabled: bool = False  # the daemon collects frames and calibrates itself (edge_runtime.self_calibration)
+    # The daemon collects frames and calibrates itself (edge_runtime.self_calibration). Unset: on in
+    # threshold mode unless the config names a calibration or an adapter of its own, and off without a
+    # word where it cannot work (a model without embedding, too few slots); true: on, and refused there.
+    enabled: bool | None = None
     out: str = ""  # the calibration it writes and uses from then on (default: calibration.json beside the outbox)
     buffer: str = ""  # the collected outputs, kept across restarts (default: calibration-frames.npz beside it)
     frames: int = 40
     every_s: float = 900.0  # at most one frame per 15 minutes: 40 frames span a working day
+    mode: str = "threshold"  # "threshold": only the decision threshold moves (no harm measured); "full": a new head
 
 
 @dataclass
@@ -88,7 +92,7 @@ def _section(cls, data: dict, where: str):
         raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}")
     types = get_type_hints(cls)
     for name, value in data.items():
-        wanted = types[name]
+        wanted = bool if types[name] == bool | None else types[name]  # TOML has no null: a set value is a bool
         if wanted in (str, bool, int, float) and not _is(value, wanted):
             raise ConfigError(f"{where}: {name} must be {_WORDS[wanted]}, not {value!r}")
     try:
@@ -145,18 +149,20 @@ def load_config(path: Path | str) -> EdgeConfig:
 def check_self_calibration(config: EdgeConfig, where: str = "[self_calibration]") -> None:
     """Validate [self_calibration] and fill in its default paths (beside the outbox); the daemon
     calls it again for a config built in code, so it must stay idempotent."""
-    from edge_runtime.calibrate import MIN_FRAMES
+    from edge_runtime.calibrate import MIN_FRAMES, MODES
 
     sc = config.self_calibration
-    if not sc.enabled:
+    if sc.enabled is False or (sc.enabled is None and (config.calibration or config.adapter)):
         return
-    if config.calibration:
+    if sc.enabled and config.calibration:
         raise ConfigError(f"{where}: set either `calibration` (a file from parkcast-edge calibrate) or "
                           "self-calibration, not both")
     if not _is(sc.frames, int) or sc.frames < MIN_FRAMES:
         raise ConfigError(f"{where}: frames must be an integer >= {MIN_FRAMES}")
     if not _is(sc.every_s, float) or sc.every_s < 0:
         raise ConfigError(f"{where}: every_s must be a number of seconds >= 0")
+    if sc.mode not in MODES:
+        raise ConfigError(f"{where}: mode must be one of {', '.join(MODES)}, got {sc.mode!r}")
     beside = Path(config.outbox).parent  # the device's writable state folder (/var/lib/parkcast)
     sc.out = sc.out or str(beside / "calibration.json")
     sc.buffer = sc.buffer or str(beside / "calibration-frames.npz")

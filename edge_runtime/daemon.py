@@ -64,24 +64,30 @@ class Daemon:
         self.api_key = config.key()
         check_self_calibration(config)
         sc = config.self_calibration
+        # Unset `enabled`: on unless this camera has a calibration or an adapter of its own (config.py).
+        wanted = sc.enabled or (sc.enabled is None and not (config.calibration or config.adapter))
         calibration = config.calibration or (
-            existing_calibration(sc.out, Path(config.model or DEFAULT_MODEL)) if sc.enabled else None)
-        if sc.enabled and calibration is None and config.adapter:
+            existing_calibration(sc.out, Path(config.model or DEFAULT_MODEL)) if wanted else None)
+        if wanted and calibration is None and config.adapter:
             raise ConfigError(f"an adapter with self-calibration must be fitted on top of its calibration: "
                               f"run without `adapter` until {sc.out} exists, then `parkcast-edge adapt "
                               f"--calibration {sc.out}`")
         self.classifier = SlotClassifier(config.model or None, threads=config.threads,
                                          adapter=config.adapter or None, calibration=calibration)
         self.self_calibration = None  # collecting frames for a calibration that does not exist yet
-        if sc.enabled and calibration is None:
-            if not self.classifier.has_embedding:
-                raise ConfigError(f"{self.classifier.path} has no embedding output: self-calibration needs a "
-                                  "model trained by `parkcast train-slots`")
-            if sc.frames * len(self.slot_map.slots) < MIN_PATCHES:
-                raise ConfigError(f"[self_calibration]: {sc.frames} frames x {len(self.slot_map.slots)} slots is "
-                                  f"fewer than the {MIN_PATCHES} slot patches a calibration needs: raise frames")
-            self.self_calibration = SelfCalibration(sc.out, sc.buffer, sc.frames, sc.every_s, self.classifier.path,
-                                                    self.slot_map)
+        if wanted and calibration is None:
+            why = (f"{self.classifier.path} has no embedding output: self-calibration needs a model trained by "
+                   "`parkcast train-slots`" if not self.classifier.has_embedding else
+                   f"[self_calibration]: {sc.frames} frames x {len(self.slot_map.slots)} slots is fewer than the "
+                   f"{MIN_PATCHES} slot patches a calibration needs: raise frames"
+                   if sc.frames * len(self.slot_map.slots) < MIN_PATCHES else None)
+            if why and sc.enabled:
+                raise ConfigError(why)
+            if why:  # on by default only: say why it stays off, and run as configured
+                log.info("self-calibration off", extra={"why": why})
+            else:
+                self.self_calibration = SelfCalibration(sc.out, sc.buffer, sc.frames, sc.every_s,
+                                                        self.classifier.path, self.slot_map, sc.mode)
         self.source = open_source(config.source.kind, config.source.path, config.source.loop)
         s = config.smoothing
         self.smoother = Smoother(len(self.slot_map.slots), s.alpha, s.on, s.off)
@@ -152,7 +158,7 @@ class Daemon:
             log.exception("self-calibration step failed")
             return
         self.self_calibration = None
-        log.info("self-calibrated", extra={"calibration": str(sc.out), "frames": sc.frames,
+        log.info("self-calibrated", extra={"calibration": str(sc.out), "frames": sc.frames, "mode": sc.mode,
                                            "kept_base": head["kept_base"], "taken_share": head["taken_share"],
                                            "agreement_with_base": head["agreement_with_base"],
                                            "overruled_sure": head["overruled_sure"]})
@@ -193,7 +199,7 @@ class Daemon:
         }
         if self.self_calibration is not None:
             health["self_calibration"] = {"frames": self.self_calibration.collected,
-                                          "needed": self.self_calibration.frames}
+                                          "needed": self.self_calibration.frames, "mode": self.self_calibration.mode}
         path = Path(self.config.health_file)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")

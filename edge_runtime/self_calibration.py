@@ -3,12 +3,14 @@ as `parkcast-edge calibrate`, from frames the daemon collects while it runs, so 
 gets it without anyone recording frames by hand.
 
 While no calibration exists yet, every frame at least `every_s` after the last one kept adds the
-base model's outputs for every slot (P(taken) and the embedding; no image is kept) to a buffer on
-disk, replaced atomically, so a restart loses nothing. Once `frames` frames are in, the
-calibration is fitted (edge_runtime.calibrate), written to `out` (bound to the model by SHA-256)
-and used from the next frame on; the buffer is removed. If the frames do not allow a calibration
-(an empty or full car park all day) or it cannot be written, the older half of the buffer is
-dropped and collecting goes on. The calibration is fitted once: delete `out` to start again.
+base model's outputs for every slot (P(taken), and in `full` mode the embedding; no image is kept)
+to a buffer on disk, replaced atomically, so a restart loses nothing. `mode` is that of
+edge_runtime.calibrate: `threshold` (the default) only moves the model's decision threshold.
+Once `frames` frames are in, the calibration is fitted (edge_runtime.calibrate), written to `out`
+(bound to the model by SHA-256) and used from the next frame on; the buffer is removed. If the
+frames do not allow a calibration (an empty or full car park all day) or it cannot be written,
+the older half of the buffer is dropped and collecting goes on. The calibration is fitted once:
+delete `out` to start again.
 """
 
 from __future__ import annotations
@@ -60,13 +62,17 @@ def existing_calibration(out: Path | str, model: Path) -> Path | None:
 
 
 class SelfCalibration:
-    def __init__(self, out: Path | str, buffer: Path | str, frames: int, every_s: float, model: Path, slot_map):
+    def __init__(self, out: Path | str, buffer: Path | str, frames: int, every_s: float, model: Path, slot_map,
+                 mode: str = "threshold"):
         self.out, self.buffer, self.frames, self.every_s = Path(out), Path(buffer), frames, every_s
         self.model, self.slot_ids = Path(model), np.asarray([s.slot_id for s in slot_map.slots])
-        self.key = f"{sha256(model)}:{slot_map_key(slot_map)}"
+        self.mode = mode
+        # a buffer collected in the other mode lacks (or needlessly holds) the embeddings: start again
+        self.key = f"{sha256(model)}:{slot_map_key(slot_map)}:{mode}"
         self.probabilities: list[np.ndarray] = []
         self.embeddings: list[np.ndarray] = []
         self.times: list[str] = []
+        self.width = 0  # the embedding's, which a threshold head still spans
         self._load()
 
     @property
@@ -85,31 +91,34 @@ class SelfCalibration:
         """Keep one frame's base outputs; returns the calibration's head once it is fitted and written."""
         if embedding is None or not len(probabilities) == len(embedding) == len(self.slot_ids):
             raise ValueError(f"{len(probabilities)} outputs for {len(self.slot_ids)} slots")
+        self.width = embedding.shape[1]
         self.probabilities.append(np.asarray(probabilities, dtype=np.float32))
-        self.embeddings.append(np.asarray(embedding, dtype=np.float32))
+        if self.mode == "full":
+            self.embeddings.append(np.asarray(embedding, dtype=np.float32))
         self.times.append(now.isoformat())
         if self.collected < self.frames:
             self._save()
             return None
         try:
-            head = calibrate_outputs(self.probabilities, self.embeddings, np.tile(self.slot_ids, self.collected),
-                                     self.model, self.out, {"count": self.collected, "slots": len(self.slot_ids),
-                                                            "first": self.times[0], "last": self.times[-1],
-                                                            "by": "daemon self-calibration"})
+            head = calibrate_outputs(self.probabilities, self.embeddings if self.mode == "full" else self.width,
+                                     np.tile(self.slot_ids, self.collected), self.model, self.out,
+                                     {"count": self.collected, "slots": len(self.slot_ids), "first": self.times[0],
+                                      "last": self.times[-1], "by": "daemon self-calibration"}, self.mode)
         except Exception as exc:  # noqa: BLE001 - e.g. a full car park all day, or `out` not writable
             drop = self.collected - self.collected // 2
             log.warning("self-calibration not possible yet; dropping the older frames and collecting on",
                         extra={"error": str(exc), "dropped": drop})
             self.probabilities, self.embeddings, self.times = \
-                self.probabilities[drop:], self.embeddings[drop:], self.times[drop:]
+                self.probabilities[drop:], self.embeddings[drop:], self.times[drop:]  # [] stays [] (threshold)
             self._save()
             return None
         self.buffer.unlink(missing_ok=True)
         return head
 
     def _save(self) -> None:
+        embeddings = np.stack(self.embeddings) if self.embeddings else np.zeros((0, 0, self.width), np.float32)
         replace_atomically(self.buffer, lambda fh: np.savez(
-            fh, probabilities=np.stack(self.probabilities), embeddings=np.stack(self.embeddings),
+            fh, probabilities=np.stack(self.probabilities), embeddings=embeddings,
             times=np.array(self.times), key=np.array(self.key)))
 
     def _load(self) -> None:
@@ -122,11 +131,12 @@ class SelfCalibration:
                     return
                 probabilities, embeddings = list(saved["probabilities"]), list(saved["embeddings"])
                 times = [str(t) for t in saved["times"]]
+                width = int(saved["embeddings"].shape[-1])
         except Exception as exc:  # noqa: BLE001 - a damaged buffer must not stop the daemon
             set_aside(self.buffer, f"unreadable: {exc}")
             return
-        if not len(probabilities) == len(embeddings) == len(times) or \
-                any(len(p) != len(self.slot_ids) for p in probabilities):
+        if not len(probabilities) == (len(embeddings) if self.mode == "full" else len(probabilities)) == len(times) \
+                or any(len(p) != len(self.slot_ids) for p in probabilities):
             set_aside(self.buffer, "inconsistent")
             return
-        self.probabilities, self.embeddings, self.times = probabilities, embeddings, times
+        self.probabilities, self.embeddings, self.times, self.width = probabilities, embeddings, times, width

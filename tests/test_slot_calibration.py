@@ -15,7 +15,14 @@ from conftest import REPO
 from PIL import Image
 
 from edge_runtime.adapt import Adapter
-from edge_runtime.calibrate import MIN_FRAMES, CalibrationError, fit_calibration, slot_split_labels, split_consistency
+from edge_runtime.calibrate import (
+    MIN_FRAMES,
+    CalibrationError,
+    fit_calibration,
+    fit_threshold,
+    slot_split_labels,
+    split_consistency,
+)
 
 SLOTS = REPO / "data" / "sample" / "slots"
 MORE = SLOTS / "pklot_pucpr_more" / "labeled"  # 20 labelled frames of PUCPR
@@ -276,8 +283,8 @@ def test_the_daemon_calibrates_itself_from_the_frames_it_sees_and_keeps_them_acr
     def config(**kw):
         return EdgeConfig(api_url="http://127.0.0.1:9", lot_id="pucpr", device_id="t", api_key="x",
                           slot_map=str(slots), outbox=str(state / "o.sqlite3"), health_file=str(tmp_path / "h.json"),
-                          self_calibration=SelfCalibrationConfig(**({"enabled": True, "frames": 20, "every_s": 600}
-                                                                    | kw)))
+                          self_calibration=SelfCalibrationConfig(**({"enabled": True, "frames": 20, "every_s": 600,
+                                                                     "mode": "full"} | kw)))
 
     def run_frames(daemon, frames, step=timedelta(minutes=10)):
         """The readings' accuracy against the frames' labels (every frame gives a reading: the
@@ -298,7 +305,8 @@ def test_the_daemon_calibrates_itself_from_the_frames_it_sees_and_keeps_them_acr
     plain = run_frames(daemon, images[:10])  # readings flow while it collects, from the model as trained
     run_frames(daemon, images[9:10], step=timedelta(minutes=1))  # too soon after the last one kept: not kept
     daemon.write_health()
-    assert json.loads((tmp_path / "h.json").read_text())["self_calibration"] == {"frames": 10, "needed": 20}
+    assert json.loads((tmp_path / "h.json").read_text())["self_calibration"] == {"frames": 10, "needed": 20,
+                                                                                  "mode": "full"}
     assert daemon.classifier.calibration is None and buffer.exists() and not out.exists()
     daemon.outbox.close()
 
@@ -320,7 +328,7 @@ def test_the_daemon_calibrates_itself_from_the_frames_it_sees_and_keeps_them_acr
 
     # The same calibration as `parkcast-edge calibrate` on those frames: one core function.
     r = CliRunner().invoke(main, ["calibrate", "--frames", str(tmp_path / "frames"), "--slots", str(slots), "--out",
-                                  str(tmp_path / "by-hand.json")])
+                                  str(tmp_path / "by-hand.json"), "--mode", "full"])
     assert r.exit_code == 0, r.output
     assert document["head"] == json.loads((tmp_path / "by-hand.json").read_text())["head"]
 
@@ -371,7 +379,9 @@ def test_self_calibration_settings_that_cannot_work_are_refused_at_start(tmp_pat
     for body, message in (('enabled = true\nframe = 30', r"unknown key\(s\) frame"),
                           ('enabled = "false"', "enabled must be true or false, not 'false'"),
                           ("enabled = true\nevery_s = nan", "every_s must be a finite number"),
-                          ("enabled = true\nframes = 40.5", "frames must be an integer")):
+                          ("enabled = true\nframes = 40.5", "frames must be an integer"),
+                          ('enabled = true\nmode = "otsu"', "mode must be one of full, threshold, got 'otsu'"),
+                          ("enabled = true\nmode = 1", "mode must be a string")):
         toml.write_text(head + f"[self_calibration]\n{body}\n")
         with pytest.raises(ConfigError, match=message):
             load_config(toml)
@@ -416,3 +426,116 @@ def test_self_calibration_drops_its_older_frames_when_they_allow_no_calibration(
         rows = slice(i * 30, (i + 1) * 30)
         head = fresh.add(start + timedelta(minutes=i), probabilities[rows], embedding[rows])
     assert head is not None and json.loads((tmp_path / "c.json").read_text())["head"] == head
+
+
+def test_threshold_calibration_moves_only_the_decision_threshold_and_refuses_a_one_sided_car_park():
+    rng = np.random.default_rng(5)
+    taken = rng.random(600) < 0.4
+    # A model that ranks this camera's slots well but is biased: every logit 2.5 too high.
+    logits = np.where(taken, rng.normal(3.0, 1.0, 600), rng.normal(-3.0, 1.0, 600)) + 2.5
+    p = (1 / (1 + np.exp(-logits))).astype(np.float32)
+    head = fit_threshold(p, width=7)
+    assert head == fit_threshold(p, width=7) and head["mode"] == "threshold"  # deterministic
+    assert 1.5 < head["threshold_logit"] < 3.5  # the cut between the two groups, near 2.5
+    calibrated = Adapter(head)(np.zeros((600, 7), np.float32), p)  # reads no embedding
+    assert np.allclose(calibrated, 1 / (1 + np.exp(-(logits - head["threshold_logit"]))), atol=1e-4)
+    assert ((p >= 0.5) == taken).mean() < 0.9 < 0.98 < ((calibrated >= 0.5) == taken).mean()
+    for share in (0.05, 0.95):  # one state rare: Otsu would split the other one
+        one_sided = np.where(rng.random(600) < share, 0.9, 0.1).astype(np.float32)
+        with pytest.raises(CalibrationError, match="both are common"):
+            fit_threshold(one_sided, width=7)
+    with pytest.raises(CalibrationError, match="at least 200"):
+        fit_threshold(p[:150], width=7)
+
+
+def test_the_daemon_self_calibrates_its_threshold_by_default(tmp_path):
+    """Default mode (threshold) over the hazy frames: only P(taken) is collected, the threshold
+    moves, and the readings go from 0.81 to above 0.97 (0.988 on the dev machine)."""
+    from datetime import UTC, datetime, timedelta
+
+    from edge_runtime.cli import main
+    from edge_runtime.config import EdgeConfig, SelfCalibrationConfig
+    from edge_runtime.daemon import Daemon
+    from edge_runtime.slotmap import load_slot_map
+
+    images = hazy_frames(tmp_path / "frames")
+    truth = [{s.slot_id: s.occupied for s in load_slot_map(MORE / f"{png.stem}.xml").slots} for png in images]
+    slots = OTHER_DAYS / "labeled" / "2012-09-11_15_16_58.xml"
+    state = tmp_path / "state"
+    clock = [datetime(2026, 6, 1, 8, 0, tzinfo=UTC)]
+    config = EdgeConfig(api_url="http://127.0.0.1:9", lot_id="pucpr", device_id="t", api_key="x", slot_map=str(slots),
+                        outbox=str(state / "o.sqlite3"), health_file=str(tmp_path / "h.json"), heartbeat_s=0,
+                        self_calibration=SelfCalibrationConfig(enabled=True, frames=20, every_s=0))
+    daemon = Daemon(config, clock=lambda: clock[0])
+    daemon.smoother.__init__(100, alpha=1.0, on=0.5, off=0.4999)
+
+    def accuracy():
+        right = []
+        for png, labels in zip(images, truth, strict=True):
+            clock[0] += timedelta(minutes=1)
+            reading = daemon.process(Image.open(png).convert("RGB"))
+            right += [s["occupied"] == labels[s["slot_id"]] for s in reading["slots"]
+                      if labels[s["slot_id"]] is not None]
+        return float(np.mean(right))
+
+    plain = accuracy()
+    out = state / "calibration.json"
+    assert daemon.self_calibration is None and out.exists()
+    head = json.loads(out.read_text())["head"]
+    assert head["mode"] == "threshold" and not any(head["weights"][:-1]) and head["weights"][-1] == 1.0
+    assert head["threshold_logit"] < -1  # hazy frames look emptier to the model: the cut moves down
+    calibrated = accuracy()
+    assert plain < 0.85 and calibrated > 0.97, (plain, calibrated)
+    daemon.outbox.close()
+    r = CliRunner().invoke(main, ["calibrate", "--frames", str(tmp_path / "frames"), "--slots", str(slots), "--out",
+                                  str(tmp_path / "by-hand.json"), "--mode", "threshold"])
+    assert r.exit_code == 0, r.output
+    assert json.loads((tmp_path / "by-hand.json").read_text())["head"] == head  # one core function
+
+
+def test_self_calibration_is_on_by_default_only_where_it_can_work(tmp_path, caplog):
+    """Unset `enabled`: the daemon calibrates its threshold on its own, unless the camera has a
+    calibration or an adapter of its own, or too few slots (then it stays off and says why,
+    where `enabled = true` is refused)."""
+    import logging
+
+    from edge_runtime.config import ConfigError, EdgeConfig, SelfCalibrationConfig, load_config
+    from edge_runtime.daemon import Daemon
+
+    slots = OTHER_DAYS / "labeled" / "2012-09-11_15_16_58.xml"
+    calibration = tmp_path / "mine.json"
+    from edge_runtime.cli import main
+
+    r = CliRunner().invoke(main, ["calibrate", "--frames", str(hazy_frames(tmp_path / "frames").pop().parent),
+                                  "--slots", str(slots), "--out", str(calibration), "--mode", "threshold"])
+    assert r.exit_code == 0, r.output
+
+    def daemon(slot_map=slots, enabled=None, **kw):
+        config = EdgeConfig(api_url="http://127.0.0.1:9", lot_id="l", device_id="d", api_key="x",
+                            slot_map=str(slot_map), outbox=str(tmp_path / "state" / "o.sqlite3"),
+                            self_calibration=SelfCalibrationConfig(enabled=enabled), **kw)
+        d = Daemon(config)
+        d.outbox.close()
+        return d
+
+    on = daemon()
+    assert on.self_calibration is not None and on.self_calibration.mode == "threshold"
+    assert on.self_calibration.out == tmp_path / "state" / "calibration.json"  # beside the outbox
+    mine = daemon(calibration=str(calibration))  # the camera's own calibration: no self-calibration
+    assert mine.self_calibration is None and str(mine.classifier.calibration.path) == str(calibration)
+    assert daemon(enabled=False).self_calibration is None
+    two = tmp_path / "two.json"
+    two.write_text(json.dumps({"version": 1, "slots": [{"id": f"A{i}", "points": [[0, 0], [9, 0], [9, 9], [0, 9]]}
+                                                       for i in range(2)]}))
+    with caplog.at_level(logging.INFO, logger="parkcast.edge"):
+        assert daemon(slot_map=two).self_calibration is None  # 40 frames x 2 slots: too few to calibrate
+    assert any(r.message == "self-calibration off" for r in caplog.records)
+    with pytest.raises(ConfigError, match="fewer than the 200 slot patches"):
+        daemon(slot_map=two, enabled=True)
+    # edge.toml without the section means on; `enabled = false` means off.
+    toml = tmp_path / "edge.toml"
+    head = f'api_url = "http://127.0.0.1:9"\nlot_id = "l"\ndevice_id = "d"\napi_key = "k"\nslot_map = "{slots}"\n'
+    toml.write_text(head)
+    assert load_config(toml).self_calibration.enabled is None
+    toml.write_text(head + "[self_calibration]\nenabled = false\n")
+    assert load_config(toml).self_calibration.enabled is False
