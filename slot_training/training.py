@@ -407,7 +407,10 @@ def model_card(metrics: dict, loso: list[dict] | None = None) -> str:
                        "strictly out of sample (docs/benchmarks.md). On a camera the model already reads well, "
                        "calibration keeps or improves it (`benchmarks/slots.py --known-camera`, figures in "
                        "docs/benchmarks.md). Check the result on one frame with "
-                       "`parkcast-edge label --calibration`.")
+                       "`parkcast-edge label --calibration`. The daemon calibrates itself by default in the "
+                       "one-parameter `threshold` mode (only the decision threshold moves): smaller gains than "
+                       "the full calibration, and no harm in the looks measured where the full one had some "
+                       "(docs/edge.md, `[self_calibration]`).")
     return f"""# Slot classifier (parkcast edge)
 
 Decides, for one parking space cropped from a camera frame, whether it is taken.
