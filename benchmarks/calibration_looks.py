@@ -31,8 +31,8 @@ from PIL import Image, ImageEnhance, ImageFilter
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from edge_runtime.adapt import Adapter  # noqa: E402
-from edge_runtime.calibrate import CalibrationError, fit_calibration, fit_threshold  # noqa: E402
+from edge_runtime.adapt import Adapter, logit  # noqa: E402
+from edge_runtime.calibrate import CalibrationError, fit_calibration, fit_threshold, otsu_threshold  # noqa: E402
 from edge_runtime.classifier import SlotClassifier  # noqa: E402
 from edge_runtime.preprocess import crop_all  # noqa: E402
 from edge_runtime.slotmap import load_slot_map  # noqa: E402
@@ -112,6 +112,18 @@ def row(name: str, p: np.ndarray, e: np.ndarray, ids: np.ndarray, truth: np.ndar
           f"{threshold_accuracy((p, e), (p, e, truth)):>9}", flush=True)
 
 
+def ranking_auc(truth: np.ndarray, score: np.ndarray) -> float:
+    """Probability that a taken patch scores above a free one (ties count half)."""
+    order = np.argsort(score, kind="stable")
+    ranks = np.empty(len(score))
+    ranks[order] = np.arange(1, len(score) + 1)
+    for value in np.unique(score[np.diff(np.sort(score), prepend=np.nan) == 0]):  # average the ranks of ties
+        tied = score == value
+        ranks[tied] = ranks[tied].mean()
+    taken = int(truth.sum())
+    return float((ranks[truth].sum() - taken * (taken + 1) / 2) / (taken * (len(truth) - taken)))
+
+
 def threshold_accuracy(fit_on: tuple, score_on: tuple) -> str:
     """Accuracy of the threshold mode fitted on `fit_on` = (P, embedding) and scored on `score_on`
     = (P, embedding, truth with NaN for unlabelled), or why it refused."""
@@ -154,7 +166,7 @@ def main() -> None:
                 row(f"{source}, {half}", saved["probabilities"][chosen], saved["embedding"][chosen],
                     slot_ids(source)[chosen], saved["occupied"][chosen].astype(float))
         print("\nheld-out cameras, calibrated on the other half (labels only to score):")
-        print(f"{'test half':<34} {'plain':>7} {'full':>7} {'threshold':>9}")
+        print(f"{'test half':<34} {'plain':>7} {'full':>7} {'threshold':>9} {'plain AUC':>9}")
         for source in ("cnrpark_camA", "pklot_pucpr"):
             saved = np.load(args.dumps / f"{source}_lite08_multi.npz")
             p, e, y, ids = saved["probabilities"], saved["embedding"], saved["occupied"].astype(float), slot_ids(source)
@@ -165,9 +177,10 @@ def main() -> None:
                 full = Adapter(fit_calibration(e[cal], p[cal], ids[cal]))(e[test], p[test])
                 print(f"{source + ', ' + half:<34} {np.mean((p[test] >= 0.5) == (y[test] == 1)):>7.4f} "
                       f"{np.mean((full >= 0.5) == (y[test] == 1)):>7.4f} "
-                      f"{threshold_accuracy((p[cal], e[cal]), (p[test], e[test], y[test])):>9}", flush=True)
+                      f"{threshold_accuracy((p[cal], e[cal]), (p[test], e[test], y[test])):>9} "
+                      f"{ranking_auc(y[test] == 1, p[test]):>9.4f}", flush=True)
         print("\none state rare: 1,000 patches drawn (seed 0) with this share taken, threshold fitted on them "
-              "and scored on the whole source (plain: the model as trained)")
+              "and scored on the whole source (plain: the model as trained; in brackets: Otsu without the guard)")
         for source in ("cnrpark_camA", "pklot_pucpr"):
             saved = np.load(args.dumps / f"{source}_lite08_multi.npz")
             p, e, y = saved["probabilities"], saved["embedding"], saved["occupied"].astype(float)
@@ -175,7 +188,8 @@ def main() -> None:
             for share in (0.05, 0.1, 0.2, 0.5, 0.8, 0.9, 0.95):
                 drawn = np.concatenate([rng.choice(np.flatnonzero(y == 1), int(1000 * share)),
                                         rng.choice(np.flatnonzero(y == 0), 1000 - int(1000 * share))])
-                cells.append(f"{share:.2f}: {threshold_accuracy((p[drawn], e[drawn]), (p, e, y))}")
+                unguarded = np.mean((logit(p) > otsu_threshold(logit(p[drawn]))) == (y == 1))
+                cells.append(f"{share:.2f}: {threshold_accuracy((p[drawn], e[drawn]), (p, e, y))} ({unguarded:.4f})")
             print(f"{source:<14} plain {np.mean((p >= 0.5) == (y == 1)):.4f} | " + " | ".join(cells), flush=True)
 
 

@@ -33,11 +33,12 @@ labelled adapter on top of it.
 
 A second, one-parameter mode (`threshold`): only the model's decision threshold moves, to Otsu's
 split of the base logits of this camera's patches (the cut with the largest between-group
-variance). On a new camera the model still ranks slots well (AUC 0.987-0.996 on the two held-out
+variance). On a new camera the model still ranks slots well (AUC 0.984-0.996 on the two held-out
 cameras) but its bias is off (one camera's cars called free, the other's painted bays called
 taken), which one threshold corrects without the model's features being reread. It gains less
-than the full calibration on the held-out cameras and never did harm in the cases measured (17
-looks, a known camera; docs/benchmarks.md), so it is the self-calibrating daemon's default mode.
+than the full calibration on the held-out cameras; in the cases measured it cost at most 0.002
+(17 looks, a known camera) where the full calibration cost up to 0.108, and 0.015 on frames with
+one state rare (docs/benchmarks.md), so it is the self-calibrating daemon's default mode.
 When one state is rare in the frames Otsu splits the common one, so it refuses frames where the
 model calls fewer than 10 % or more than 90 % of the slots taken.
 """
@@ -198,6 +199,8 @@ def fit_threshold(probabilities: np.ndarray, width: int) -> dict:
     """A head (adapter format, `width` = the embedding's) that only moves the base model's decision
     threshold to Otsu's split of its logits on this camera's patches (module docstring)."""
     probabilities = np.asarray(probabilities, dtype=np.float64)
+    if not np.isfinite(probabilities).all():
+        raise CalibrationError("the model's outputs hold non-finite values (NaN or inf): check the model file")
     if len(probabilities) < MIN_PATCHES:
         raise CalibrationError(f"only {len(probabilities)} slot patches: calibration needs at least {MIN_PATCHES} "
                                "(more frames, over a day)")

@@ -3,12 +3,15 @@ the daemon with the key at fault, before any camera or network is touched."""
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import get_type_hints
+
+log = logging.getLogger("parkcast.edge")
 
 
 class ConfigError(ValueError):
@@ -40,15 +43,15 @@ class UploadConfig:
 
 @dataclass
 class SelfCalibrationConfig:
-    # The daemon collects frames and calibrates itself (edge_runtime.self_calibration). Unset: on in
-    # threshold mode unless the config names a calibration or an adapter of its own, and off without a
-    # word where it cannot work (a model without embedding, too few slots); true: on, and refused there.
+    # The daemon collects frames and calibrates itself (edge_runtime.self_calibration). Unset: on unless
+    # the config names a calibration or an adapter of its own, and off (with a log line) where it cannot
+    # work (a model without embedding, too few slots, an unwritable folder); true: on, and refused there.
     enabled: bool | None = None
     out: str = ""  # the calibration it writes and uses from then on (default: calibration.json beside the outbox)
     buffer: str = ""  # the collected outputs, kept across restarts (default: calibration-frames.npz beside it)
     frames: int = 40
     every_s: float = 900.0  # at most one frame per 15 minutes: 40 frames span a working day
-    mode: str = "threshold"  # "threshold": only the decision threshold moves (no harm measured); "full": a new head
+    mode: str = "threshold"  # "threshold": only the decision threshold moves; "full": a new head (docs/edge.md)
 
 
 @dataclass
@@ -152,6 +155,9 @@ def check_self_calibration(config: EdgeConfig, where: str = "[self_calibration]"
     from edge_runtime.calibrate import MIN_FRAMES, MODES
 
     sc = config.self_calibration
+    beside = Path(config.outbox).parent  # the device's writable state folder (/var/lib/parkcast)
+    sc.out = sc.out or str(beside / "calibration.json")  # also where an adapter may find the daemon's own
+    sc.buffer = sc.buffer or str(beside / "calibration-frames.npz")
     if sc.enabled is False or (sc.enabled is None and (config.calibration or config.adapter)):
         return
     if sc.enabled and config.calibration:
@@ -163,15 +169,17 @@ def check_self_calibration(config: EdgeConfig, where: str = "[self_calibration]"
         raise ConfigError(f"{where}: every_s must be a number of seconds >= 0")
     if sc.mode not in MODES:
         raise ConfigError(f"{where}: mode must be one of {', '.join(MODES)}, got {sc.mode!r}")
-    beside = Path(config.outbox).parent  # the device's writable state folder (/var/lib/parkcast)
-    sc.out = sc.out or str(beside / "calibration.json")
-    sc.buffer = sc.buffer or str(beside / "calibration-frames.npz")
     for name in ("out", "buffer"):
         folder = Path(getattr(sc, name)).parent
         try:
             folder.mkdir(parents=True, exist_ok=True)
+            problem = None if os.access(folder, os.W_OK) else f"{folder} is read-only for this user"
         except OSError as exc:
-            raise ConfigError(f"{where}: {name} cannot be written in {folder} ({exc})") from None
-        if not os.access(folder, os.W_OK):
-            raise ConfigError(f"{where}: {name} cannot be written: {folder} is read-only for this user "
-                              "(put it beside the outbox, e.g. /var/lib/parkcast)")
+            problem = f"{folder} cannot be made ({exc})"
+        if problem and sc.enabled is None:  # on by default only: stay off rather than refuse to start
+            log.warning("self-calibration off", extra={"why": f"{name} cannot be written: {problem}"})
+            sc.enabled = False
+            return
+        if problem:
+            raise ConfigError(f"{where}: {name} cannot be written: {problem} (put it beside the outbox, e.g. "
+                              "/var/lib/parkcast)")

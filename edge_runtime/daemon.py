@@ -23,7 +23,7 @@ from edge_runtime.classifier import DEFAULT_MODEL, SlotClassifier
 from edge_runtime.config import ConfigError, EdgeConfig, check_self_calibration
 from edge_runtime.outbox import Outbox
 from edge_runtime.preprocess import crop_all
-from edge_runtime.self_calibration import SelfCalibration, existing_calibration
+from edge_runtime.self_calibration import SelfCalibration, adapter_base, existing_calibration
 from edge_runtime.slotmap import load_slot_map, validate
 from edge_runtime.smoothing import Smoother
 from edge_runtime.sources import Exhausted, FrameError, SourceUnavailable, open_source
@@ -66,8 +66,11 @@ class Daemon:
         sc = config.self_calibration
         # Unset `enabled`: on unless this camera has a calibration or an adapter of its own (config.py).
         wanted = sc.enabled or (sc.enabled is None and not (config.calibration or config.adapter))
+        model = Path(config.model or DEFAULT_MODEL)
         calibration = config.calibration or (
-            existing_calibration(sc.out, Path(config.model or DEFAULT_MODEL)) if wanted else None)
+            existing_calibration(sc.out, model, self.slot_map, sc.mode) if wanted else None)
+        if sc.enabled is None and config.adapter and not config.calibration:
+            calibration = adapter_base(config.adapter, sc.out)
         if wanted and calibration is None and config.adapter:
             raise ConfigError(f"an adapter with self-calibration must be fitted on top of its calibration: "
                               f"run without `adapter` until {sc.out} exists, then `parkcast-edge adapt "

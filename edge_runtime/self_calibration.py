@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_runtime.adapt import AdaptError, replace_atomically, sha256
+from edge_runtime.adapt import Adapter, AdaptError, replace_atomically, sha256
 from edge_runtime.calibrate import calibrate_outputs, load_calibration
 
 log = logging.getLogger("parkcast.edge")
@@ -44,21 +44,41 @@ def set_aside(path: Path, why: str) -> None:
     log.warning(f"self-calibration file set aside ({why}); calibrating again", extra={"file": str(path)})
 
 
-def existing_calibration(out: Path | str, model: Path) -> Path | None:
-    """The calibration self-calibration wrote earlier, if it is a valid one for this model. One made
-    for another model (the model was updated), or unreadable, is set aside as `out.stale` and
-    calibration starts again, rather than stopping the daemon."""
+def existing_calibration(out: Path | str, model: Path, slot_map, mode: str) -> Path | None:
+    """The calibration self-calibration wrote earlier, if it is a valid one for this model, slot
+    map and mode. One made for another model (the model was updated), another slot map (the camera
+    moved), in the other mode, or unreadable, is set aside as `out.stale` and calibration starts
+    again, rather than stopping the daemon. A file of `parkcast-edge calibrate` at that path (no
+    slot map recorded) is kept."""
     out = Path(out)
     if not out.exists():
         return None
     try:
-        if load_calibration(out).base_sha256 == sha256(model):
+        made = json.loads(out.read_text()).get("frames") or {}
+        if load_calibration(out).base_sha256 != sha256(model):
+            why = "made for another model"
+        elif made.get("slot_map", slot_map_key(slot_map)) != slot_map_key(slot_map):
+            why = "made for another slot map"
+        elif made.get("mode", mode) != mode:
+            why = f"made in {made['mode']} mode, and the config says {mode}"
+        else:
             return out
-        why = "made for another model"
-    except AdaptError as exc:
+    except (AdaptError, ValueError, AttributeError) as exc:
         why = str(exc)
     set_aside(out, why)
     return None
+
+
+def adapter_base(adapter: Path | str, out: Path | str) -> Path | None:
+    """The daemon's own calibration `out` when `adapter` was fitted on top of it (`adapt
+    --calibration out`): with self-calibration left unset, an adapter turns it off, but the pair
+    must stay together. Anything else is left to the classifier's own checks and messages."""
+    out = Path(out)
+    try:
+        fitted_on = Adapter.load(adapter).calibration_sha256
+    except AdaptError:
+        return None
+    return out if fitted_on and out.exists() and sha256(out) == fitted_on else None
 
 
 class SelfCalibration:
@@ -66,9 +86,9 @@ class SelfCalibration:
                  mode: str = "threshold"):
         self.out, self.buffer, self.frames, self.every_s = Path(out), Path(buffer), frames, every_s
         self.model, self.slot_ids = Path(model), np.asarray([s.slot_id for s in slot_map.slots])
-        self.mode = mode
+        self.mode, self.slot_map_key = mode, slot_map_key(slot_map)
         # a buffer collected in the other mode lacks (or needlessly holds) the embeddings: start again
-        self.key = f"{sha256(model)}:{slot_map_key(slot_map)}:{mode}"
+        self.key = f"{sha256(model)}:{self.slot_map_key}:{mode}"
         self.probabilities: list[np.ndarray] = []
         self.embeddings: list[np.ndarray] = []
         self.times: list[str] = []
@@ -103,7 +123,8 @@ class SelfCalibration:
             head = calibrate_outputs(self.probabilities, self.embeddings if self.mode == "full" else self.width,
                                      np.tile(self.slot_ids, self.collected), self.model, self.out,
                                      {"count": self.collected, "slots": len(self.slot_ids), "first": self.times[0],
-                                      "last": self.times[-1], "by": "daemon self-calibration"}, self.mode)
+                                      "last": self.times[-1], "by": "daemon self-calibration",
+                                      "slot_map": self.slot_map_key, "mode": self.mode}, self.mode)
         except Exception as exc:  # noqa: BLE001 - e.g. a full car park all day, or `out` not writable
             drop = self.collected - self.collected // 2
             log.warning("self-calibration not possible yet; dropping the older frames and collecting on",
@@ -126,8 +147,14 @@ class SelfCalibration:
             return
         try:
             with np.load(self.buffer) as saved:
-                if str(saved["key"]) != self.key:
-                    set_aside(self.buffer, "collected for another model or slot map")
+                key = str(saved["key"])
+                key += ":full" if key.count(":") == 1 else ""  # before modes existed every buffer was full
+                if key != self.key:
+                    model, slots, mode = key.split(":")
+                    why = ("collected for another model" if model != self.key.split(":")[0] else
+                           "collected for another slot map" if slots != self.slot_map_key else
+                           f"collected in {mode} mode, and the config says {self.mode}")
+                    set_aside(self.buffer, why)
                     return
                 probabilities, embeddings = list(saved["probabilities"]), list(saved["embeddings"])
                 times = [str(t) for t in saved["times"]]

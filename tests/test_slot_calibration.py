@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from conftest import REPO
 from PIL import Image
 
-from edge_runtime.adapt import Adapter
+from edge_runtime.adapt import Adapter, write_adapter
 from edge_runtime.calibrate import (
     MIN_FRAMES,
     CalibrationError,
@@ -23,6 +23,7 @@ from edge_runtime.calibrate import (
     slot_split_labels,
     split_consistency,
 )
+from edge_runtime.classifier import DEFAULT_MODEL
 
 SLOTS = REPO / "data" / "sample" / "slots"
 MORE = SLOTS / "pklot_pucpr_more" / "labeled"  # 20 labelled frames of PUCPR
@@ -390,7 +391,8 @@ def test_self_calibration_settings_that_cannot_work_are_refused_at_start(tmp_pat
         load_config(toml)
 
 
-def test_self_calibration_drops_its_older_frames_when_they_allow_no_calibration(tmp_path):
+@pytest.mark.parametrize("mode", ["threshold", "full"])
+def test_self_calibration_drops_its_older_frames_when_they_allow_no_calibration(tmp_path, mode):
     from datetime import UTC, datetime, timedelta
 
     from edge_runtime.self_calibration import SelfCalibration
@@ -399,8 +401,8 @@ def test_self_calibration_drops_its_older_frames_when_they_allow_no_calibration(
     model = REPO / "edge_runtime" / "models" / "slot_classifier.int8.onnx"
     slot_map = SlotMap([Slot(f"s{i}", ((0, 0), (9, 0), (9, 9), (0, 9))) for i in range(30)])
 
-    def collector(buffer="b.npz", model=model, slot_map=slot_map):
-        return SelfCalibration(tmp_path / "c.json", tmp_path / buffer, MIN_FRAMES, 0, model, slot_map)
+    def collector(buffer="b.npz", model=model, slot_map=slot_map, mode=mode):
+        return SelfCalibration(tmp_path / "c.json", tmp_path / buffer, MIN_FRAMES, 0, model, slot_map, mode)
 
     embedding, probabilities, _ = camera(30 * MIN_FRAMES, seed=3)
     start = datetime(2026, 6, 1, tzinfo=UTC)
@@ -415,6 +417,13 @@ def test_self_calibration_drops_its_older_frames_when_they_allow_no_calibration(
     assert collector(slot_map=moved).collected == 0 and (tmp_path / "b.npz.stale").exists()
     full._save()
     assert collector(model=REPO / "edge_runtime" / "models" / "slot_classifier.onnx").collected == 0
+    full._save()  # ... or in the other mode (threshold mode keeps no embedding)
+    assert collector(mode={"full": "threshold", "threshold": "full"}[mode]).collected == 0
+    if mode == "full":  # a buffer from before modes existed was collected in full mode: kept
+        with np.load(tmp_path / "b.npz.stale") as saved:
+            old = dict(saved) | {"key": np.array(str(saved["key"]).rsplit(":", 1)[0])}
+        np.savez(tmp_path / "b.npz", **old)
+        assert collector().collected == MIN_FRAMES // 2
     # A damaged buffer (a power cut on a card without the rename) is set aside too.
     (tmp_path / "b.npz").write_bytes(b"PK\x03\x04 half a zip")
     assert collector().collected == 0 and not (tmp_path / "b.npz").exists()
@@ -446,6 +455,8 @@ def test_threshold_calibration_moves_only_the_decision_threshold_and_refuses_a_o
             fit_threshold(one_sided, width=7)
     with pytest.raises(CalibrationError, match="at least 200"):
         fit_threshold(p[:150], width=7)
+    with pytest.raises(CalibrationError, match="non-finite"):
+        fit_threshold(np.where(np.arange(600) == 7, np.nan, p), width=7)
 
 
 def test_the_daemon_self_calibrates_its_threshold_by_default(tmp_path):
@@ -465,7 +476,7 @@ def test_the_daemon_self_calibrates_its_threshold_by_default(tmp_path):
     clock = [datetime(2026, 6, 1, 8, 0, tzinfo=UTC)]
     config = EdgeConfig(api_url="http://127.0.0.1:9", lot_id="pucpr", device_id="t", api_key="x", slot_map=str(slots),
                         outbox=str(state / "o.sqlite3"), health_file=str(tmp_path / "h.json"), heartbeat_s=0,
-                        self_calibration=SelfCalibrationConfig(enabled=True, frames=20, every_s=0))
+                        self_calibration=SelfCalibrationConfig(frames=20, every_s=0))  # `enabled` unset
     daemon = Daemon(config, clock=lambda: clock[0])
     daemon.smoother.__init__(100, alpha=1.0, on=0.5, off=0.4999)
 
@@ -523,6 +534,20 @@ def test_self_calibration_is_on_by_default_only_where_it_can_work(tmp_path, capl
     assert on.self_calibration.out == tmp_path / "state" / "calibration.json"  # beside the outbox
     mine = daemon(calibration=str(calibration))  # the camera's own calibration: no self-calibration
     assert mine.self_calibration is None and str(mine.classifier.calibration.path) == str(calibration)
+    # An adapter fitted on top of the daemon's own calibration (`adapt --calibration state/calibration.json`)
+    # keeps that calibration, although an adapter turns self-calibration off.
+    own = tmp_path / "state" / "calibration.json"
+    shutil.copy(calibration, own)
+    head = json.loads(calibration.read_text())["head"]
+    write_adapter(tmp_path / "adapter.json", head, DEFAULT_MODEL, {"n": 0}, own)
+    adapted = daemon(adapter=str(tmp_path / "adapter.json"))
+    assert adapted.self_calibration is None and str(adapted.classifier.calibration.path) == str(own)
+    # The daemon's own calibration made for another slot map, or in the other mode, is set aside.
+    for frames in ({"slot_map": "0" * 64, "mode": "threshold"}, {"mode": "full"}):
+        own.write_text(json.dumps(json.loads(calibration.read_text()) | {"frames": frames}))
+        again = daemon()
+        assert again.self_calibration is not None and again.classifier.calibration is None
+        assert not own.exists() and own.with_name("calibration.json.stale").exists()
     assert daemon(enabled=False).self_calibration is None
     two = tmp_path / "two.json"
     two.write_text(json.dumps({"version": 1, "slots": [{"id": f"A{i}", "points": [[0, 0], [9, 0], [9, 9], [0, 9]]}
@@ -539,3 +564,9 @@ def test_self_calibration_is_on_by_default_only_where_it_can_work(tmp_path, capl
     assert load_config(toml).self_calibration.enabled is None
     toml.write_text(head + "[self_calibration]\nenabled = false\n")
     assert load_config(toml).self_calibration.enabled is False
+    # A state folder it cannot write: left unset it stays off; asked for, it is refused.
+    toml.write_text(head + 'outbox = "/proc/parkcast/o.sqlite3"\n')
+    assert load_config(toml).self_calibration.enabled is False
+    toml.write_text(head + 'outbox = "/proc/parkcast/o.sqlite3"\n[self_calibration]\nenabled = true\n')
+    with pytest.raises(ConfigError, match="out cannot be written"):
+        load_config(toml)
