@@ -54,6 +54,7 @@ class GbmConfig:
     loss: str = "absolute_error"
     half_life_days: float | None = None  # weight halves every half_life_days (None: all days alike)
     seed: int = 0
+    monotone: tuple[str, ...] = ()  # inputs the correction may only grow with (names from FEATURES)
 
 
 def origins(cube: Cube, first: int, last: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -96,9 +97,13 @@ class TreeHead:
         weight = None
         if cfg.half_life_days:
             weight = np.power(2.0, -np.broadcast_to(age_days[:, None], mask.shape)[mask] / cfg.half_life_days)
+        unknown = set(cfg.monotone) - set(FEATURES)
+        if unknown:
+            raise ValueError(f"monotone: unknown inputs {sorted(unknown)}")
+        increasing = [int(name in cfg.monotone) for name in FEATURES] + [0] if cfg.monotone else None  # + the step
         model = HistGradientBoostingRegressor(loss=cfg.loss, max_iter=cfg.iterations, learning_rate=cfg.learning_rate,
                                               max_leaf_nodes=cfg.max_leaf_nodes, early_stopping=False,
-                                              random_state=cfg.seed)
+                                              random_state=cfg.seed, monotonic_cst=increasing)
         model.fit(x, y, sample_weight=weight)
         return cls(model)
 
