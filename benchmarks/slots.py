@@ -122,7 +122,8 @@ def calibrated(embedding: np.ndarray, probabilities: np.ndarray, occupied: np.nd
     same later half for comparison); calibrated on MIN_FRAMES frames and on the whole earlier half;
     then calibrated + adapted on k labels per class drawn from the later half. And the other way
     round (calibrated on the later half, tested and adapted on the earlier one): which frames
-    self-training gets matters."""
+    self-training gets matters. `threshold`: the daemon's default mode (only the decision
+    threshold moves) on the same halves."""
     frames = np.unique(groups)  # frame names and capture times sort in time order
     if len(slots) != len(groups):
         raise ValueError(f"{len(slots)} slot ids for {len(groups)} patches")
@@ -131,20 +132,25 @@ def calibrated(embedding: np.ndarray, probabilities: np.ndarray, occupied: np.nd
     first, second = frames[: len(frames) // 2], frames[len(frames) // 2 :]
     later = np.isin(groups, second)
 
-    def accuracy(chosen: np.ndarray, test: np.ndarray) -> tuple[float, np.ndarray]:
+    def accuracy(chosen: np.ndarray, test: np.ndarray, fit=fit_calibration) -> tuple[float, np.ndarray]:
         on = np.isin(groups, chosen)
-        p = Adapter(fit_calibration(embedding[on], probabilities[on], slots[on]))(embedding[test], probabilities[test])
+        p = Adapter(fit(embedding[on], probabilities[on], slots[on]))(embedding[test], probabilities[test])
         return scores(occupied[test], p >= 0.5)["accuracy"], p
+
+    def threshold(chosen: np.ndarray, test: np.ndarray) -> float:
+        return accuracy(chosen, test, lambda e, p, _: fit_threshold(p, e.shape[1]))[0]
 
     out = {"frames": len(first), "min_frames": MIN_FRAMES, "test_frames": len(second),
            "test_patches": int(later.sum()), "plain": scores(occupied[later], probabilities[later] >= 0.5)["accuracy"],
            "cal_min": accuracy(first[:MIN_FRAMES], later)[0]}
     out["cal"], p = accuracy(first, later)
+    out["threshold"] = threshold(first, later)
     out["adapted"] = adapted_accuracy(embedding[later], p, occupied[later], draws)
     out["reverse"] = {"frames": len(second), "test_patches": int((~later).sum()),
                       "plain": scores(occupied[~later], probabilities[~later] >= 0.5)["accuracy"],
                       "cal_min": accuracy(second[-MIN_FRAMES:], ~later)[0]}
     out["reverse"]["cal"], p = accuracy(second, ~later)
+    out["reverse"]["threshold"] = threshold(second, ~later)
     out["reverse"]["adapted"] = adapted_accuracy(embedding[~later], p, occupied[~later], draws)
     return out
 
@@ -265,13 +271,15 @@ def main() -> None:
             back = c["reverse"]
             for label, accuracy in (("no labels, plain model", c["plain"]),
                                     (f"calibrated, {MIN_FRAMES} frames", c["cal_min"]),
-                                    (f"calibrated, {c['frames']} frames", f"{c['cal']:>7.4f} {adapted}")):
+                                    (f"calibrated, {c['frames']} frames", f"{c['cal']:>7.4f} {adapted}"),
+                                    (f"threshold, {c['frames']} frames", c.get("threshold", float("nan")))):
                 print(f"{'  later half':<14} {label:<26} {c['test_patches']:>5} {'':>7} "
                       + (f"{accuracy:>7.4f}" if isinstance(accuracy, float) else accuracy))
             adapted = " ".join(f"{a['mean']:>8.4f}/{a['min']:.4f}" for a in back.get("adapted", {}).values())
             for label, accuracy in (("no labels, plain model", back["plain"]),
                                     (f"calibrated, last {MIN_FRAMES} fr.", back["cal_min"]),
-                                    (f"calibrated, {back['frames']} later fr.", f"{back['cal']:>7.4f} {adapted}")):
+                                    (f"calibrated, {back['frames']} later fr.", f"{back['cal']:>7.4f} {adapted}"),
+                                    (f"threshold, {back['frames']} later fr.", back.get("threshold", float("nan")))):
                 print(f"{'  earlier half':<14} {label:<26} {back['test_patches']:>5} {'':>7} "
                       + (f"{accuracy:>7.4f}" if isinstance(accuracy, float) else accuracy))
         if args.json:

@@ -390,7 +390,9 @@ def model_card(metrics: dict, loso: list[dict] | None = None) -> str:
                          + " | ".join(f"{a['mean']:.4f} / {a['min']:.4f}" for a in c["adapted"].values())
                          + f" | {c['reverse']['plain']:.4f} / {c['reverse']['cal']:.4f}"
                          + "".join(f" / {a['mean']:.4f}" for k, a in c["reverse"].get("adapted", {}).items()
-                                   if str(k) == "20") + " |"
+                                   if str(k) == "20")
+                         + " | " + " / ".join(f"{t:.4f}" if t is not None else "-"
+                                              for t in (c.get("threshold"), c["reverse"].get("threshold"))) + " |"
                          for r in calibrated for c in [r["calibrated"]])
         loso_table += ("\n\n**Calibrated without labels** (`parkcast-edge calibrate`): the held-out camera's frames in "
                        "time order, the earlier half used unlabelled to calibrate, the later half tested (the plain "
@@ -398,8 +400,8 @@ def model_card(metrics: dict, loso: list[dict] | None = None) -> str:
                        "from the later half.\n\n| held out | later-half patches | plain, no labels | calibrated on "
                        f"{fewest} frames, no labels | on the earlier half, no labels | + k=5 mean / min | k=10 | "
                        "k=20 | other way round (later half calibrates, earlier tested): plain / calibrated / "
-                       "+ k=20 mean |\n"
-                       "|---|---|---|---|---|---|---|---|---|\n" + cal_rows
+                       "+ k=20 mean | threshold mode, no labels (the daemon's default): later / earlier half |\n"
+                       "|---|---|---|---|---|---|---|---|---|---|\n" + cal_rows
                        + "\n\nCalibration self-trains a head on the camera's own patches, then splits each "
                        "slot's patches in two where its empty views and its cars separate (a fixed camera sees "
                        "every slot many times). " + calibration_verdict(calibrated) + " The split's "
@@ -408,9 +410,10 @@ def model_card(metrics: dict, loso: list[dict] | None = None) -> str:
                        "calibration keeps or improves it (`benchmarks/slots.py --known-camera`, figures in "
                        "docs/benchmarks.md). Check the result on one frame with "
                        "`parkcast-edge label --calibration`. The daemon calibrates itself by default in the "
-                       "one-parameter `threshold` mode (only the decision threshold moves): smaller gains than "
-                       "the full calibration, and no harm in the looks measured where the full one had some "
-                       "(docs/edge.md, `[self_calibration]`).")
+                       "one-parameter `threshold` mode (only the decision threshold moves; last column): "
+                       "smaller gains than the full calibration, and far smaller losses over the looks of "
+                       "`benchmarks/calibration_looks.py` (figures in docs/benchmarks.md; docs/edge.md, "
+                       "`[self_calibration]`).")
     return f"""# Slot classifier (parkcast edge)
 
 Decides, for one parking space cropped from a camera frame, whether it is taken.
