@@ -51,7 +51,7 @@ def existing_calibration(out: Path | str, model: Path, slot_map, mode: str) -> P
     again, rather than stopping the daemon. A file of `parkcast-edge calibrate` at that path (no
     slot map recorded) is kept."""
     out = Path(out)
-    if not out.exists():
+    if not out.exists() or not Path(model).exists():  # no model: the classifier says so, clearly
         return None
     try:
         made = json.loads(out.read_text()).get("frames") or {}
@@ -63,8 +63,8 @@ def existing_calibration(out: Path | str, model: Path, slot_map, mode: str) -> P
             why = f"made in {made['mode']} mode, and the config says {mode}"
         else:
             return out
-    except (AdaptError, ValueError, AttributeError) as exc:
-        why = str(exc)
+    except (AdaptError, ValueError, AttributeError, RecursionError, OSError) as exc:  # unreadable or odd
+        why = str(exc) or type(exc).__name__
     set_aside(out, why)
     return None
 
@@ -159,11 +159,13 @@ class SelfCalibration:
                 probabilities, embeddings = list(saved["probabilities"]), list(saved["embeddings"])
                 times = [str(t) for t in saved["times"]]
                 width = int(saved["embeddings"].shape[-1])
+                consistent = len(probabilities) == len(times) == (len(embeddings) if self.mode == "full" else
+                                                                  len(times)) \
+                    and all(len(p) == len(self.slot_ids) for p in probabilities)
         except Exception as exc:  # noqa: BLE001 - a damaged buffer must not stop the daemon
             set_aside(self.buffer, f"unreadable: {exc}")
             return
-        if not len(probabilities) == (len(embeddings) if self.mode == "full" else len(probabilities)) == len(times) \
-                or any(len(p) != len(self.slot_ids) for p in probabilities):
+        if not consistent:
             set_aside(self.buffer, "inconsistent")
             return
         self.probabilities, self.embeddings, self.times, self.width = probabilities, embeddings, times, width

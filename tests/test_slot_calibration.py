@@ -419,11 +419,12 @@ def test_self_calibration_drops_its_older_frames_when_they_allow_no_calibration(
     assert collector(model=REPO / "edge_runtime" / "models" / "slot_classifier.onnx").collected == 0
     full._save()  # ... or in the other mode (threshold mode keeps no embedding)
     assert collector(mode={"full": "threshold", "threshold": "full"}[mode]).collected == 0
-    if mode == "full":  # a buffer from before modes existed was collected in full mode: kept
-        with np.load(tmp_path / "b.npz.stale") as saved:
-            old = dict(saved) | {"key": np.array(str(saved["key"]).rsplit(":", 1)[0])}
-        np.savez(tmp_path / "b.npz", **old)
-        assert collector().collected == MIN_FRAMES // 2
+    # A buffer from before modes existed (no mode in its key) is read as full: kept in full mode,
+    # set aside in threshold mode.
+    with np.load(tmp_path / "b.npz.stale") as saved:
+        old = dict(saved) | {"key": np.array(str(saved["key"]).rsplit(":", 1)[0])}
+    np.savez(tmp_path / "b.npz", **old)
+    assert collector().collected == (MIN_FRAMES // 2 if mode == "full" else 0)
     # A damaged buffer (a power cut on a card without the rename) is set aside too.
     (tmp_path / "b.npz").write_bytes(b"PK\x03\x04 half a zip")
     assert collector().collected == 0 and not (tmp_path / "b.npz").exists()
@@ -542,12 +543,23 @@ def test_self_calibration_is_on_by_default_only_where_it_can_work(tmp_path, capl
     write_adapter(tmp_path / "adapter.json", head, DEFAULT_MODEL, {"n": 0}, own)
     adapted = daemon(adapter=str(tmp_path / "adapter.json"))
     assert adapted.self_calibration is None and str(adapted.classifier.calibration.path) == str(own)
-    # The daemon's own calibration made for another slot map, or in the other mode, is set aside.
-    for frames in ({"slot_map": "0" * 64, "mode": "threshold"}, {"mode": "full"}):
-        own.write_text(json.dumps(json.loads(calibration.read_text()) | {"frames": frames}))
-        again = daemon()
+    # The daemon's own calibration made for another slot map, or in the other mode, is set aside;
+    # so is something unreadable there (a folder), rather than stopping the daemon.
+    stale = own.with_name("calibration.json.stale")
+    for frames, why in (({"slot_map": "0" * 64, "mode": "threshold"}, "made for another slot map"),
+                        ({"mode": "full"}, "made in full mode, and the config says threshold"),
+                        (None, "Is a directory")):
+        if frames is None:
+            own.mkdir()
+        else:
+            own.write_text(json.dumps(json.loads(calibration.read_text()) | {"frames": frames}))
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="parkcast.edge"):
+            again = daemon()
         assert again.self_calibration is not None and again.classifier.calibration is None
-        assert not own.exists() and own.with_name("calibration.json.stale").exists()
+        assert not own.exists() and stale.exists()
+        assert any(why in r.message for r in caplog.records), [r.message for r in caplog.records]
+        shutil.rmtree(stale) if stale.is_dir() else stale.unlink()
     assert daemon(enabled=False).self_calibration is None
     two = tmp_path / "two.json"
     two.write_text(json.dumps({"version": 1, "slots": [{"id": f"A{i}", "points": [[0, 0], [9, 0], [9, 9], [0, 9]]}
