@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageEnhance, ImageFilter
+from sklearn.metrics import roc_auc_score
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -128,18 +129,6 @@ def windows(groups: np.ndarray, cal: np.ndarray, outputs: tuple, test: np.ndarra
             + (f", {refused} refused)" if refused else ")"))
 
 
-def ranking_auc(truth: np.ndarray, score: np.ndarray) -> float:
-    """Probability that a taken patch scores above a free one (ties count half)."""
-    order = np.argsort(score, kind="stable")
-    ranks = np.empty(len(score))
-    ranks[order] = np.arange(1, len(score) + 1)
-    for value in np.unique(score[np.diff(np.sort(score), prepend=np.nan) == 0]):  # average the ranks of ties
-        tied = score == value
-        ranks[tied] = ranks[tied].mean()
-    taken = int(truth.sum())
-    return float((ranks[truth].sum() - taken * (taken + 1) / 2) / (taken * (len(truth) - taken)))
-
-
 def threshold_accuracy(fit_on: tuple, score_on: tuple) -> str:
     """Accuracy of the threshold mode fitted on `fit_on` = (P, embedding) and scored on `score_on`
     = (P, embedding, truth with NaN for unlabelled), or why it refused."""
@@ -172,36 +161,28 @@ def main() -> None:
                    for jpg, m in zip(frames, maps, strict=True)]
         row(name, np.concatenate([o[0] for o in outputs]), np.concatenate([o[1] for o in outputs]), ids, truth)
     if args.dumps:
-        from benchmarks.slots import slot_ids
+        from benchmarks.slots import held_out_dumps
 
-        for source in ("cnrpark_camA", "pklot_pucpr"):  # their fold models, which never saw them
-            saved = np.load(args.dumps / f"{source}_lite08_multi.npz")
-            frames_of = np.unique(saved["groups"])
-            later = np.isin(saved["groups"], frames_of[len(frames_of) // 2 :])
+        cameras = [(name, e, p, y.astype(float), ids, later, groups)  # their fold models, which never saw them
+                   for name, e, p, y, ids, later, groups in held_out_dumps(args.dumps)]
+        for source, e, p, y, ids, later, _ in cameras:
             for half, chosen in (("later half", later), ("earlier half", ~later)):
-                row(f"{source}, {half}", saved["probabilities"][chosen], saved["embedding"][chosen],
-                    slot_ids(source)[chosen], saved["occupied"][chosen].astype(float))
+                row(f"{source}, {half}", p[chosen], e[chosen], ids[chosen], y[chosen])
         print("\nheld-out cameras, calibrated on the other half (labels only to score):")
         print(f"{'test half':<34} {'plain':>7} {'full':>7} {'threshold':>9} {'plain AUC':>9} "
               f"{'threshold, 20-frame windows min / mean':>39}")
-        for source in ("cnrpark_camA", "pklot_pucpr"):
-            saved = np.load(args.dumps / f"{source}_lite08_multi.npz")
-            p, e, y, ids = saved["probabilities"], saved["embedding"], saved["occupied"].astype(float), slot_ids(source)
-            frames_of = np.unique(saved["groups"])
-            later = np.isin(saved["groups"], frames_of[len(frames_of) // 2 :])
+        for source, e, p, y, ids, later, groups in cameras:
             for half, test in (("later half", later), ("earlier half", ~later)):
                 cal = ~test
                 full = Adapter(fit_calibration(e[cal], p[cal], ids[cal]))(e[test], p[test])
                 print(f"{source + ', ' + half:<34} {np.mean((p[test] >= 0.5) == (y[test] == 1)):>7.4f} "
                       f"{np.mean((full >= 0.5) == (y[test] == 1)):>7.4f} "
                       f"{threshold_accuracy((p[cal], e[cal]), (p[test], e[test], y[test])):>9} "
-                      f"{ranking_auc(y[test] == 1, p[test]):>9.4f} "
-                      f"{windows(saved['groups'], cal, (p, e, y), test):>39}", flush=True)
+                      f"{roc_auc_score(y[test] == 1, p[test]):>9.4f} "
+                      f"{windows(groups, cal, (p, e, y), test):>39}", flush=True)
         print("\none state rare: 1,000 patches drawn (seed 0) with this share taken, threshold fitted on them "
               "and scored on the whole source (plain: the model as trained; in brackets: Otsu without the guard)")
-        for source in ("cnrpark_camA", "pklot_pucpr"):
-            saved = np.load(args.dumps / f"{source}_lite08_multi.npz")
-            p, e, y = saved["probabilities"], saved["embedding"], saved["occupied"].astype(float)
+        for source, e, p, y, *_ in cameras:
             rng, cells = np.random.default_rng(0), []
             for share in (0.05, 0.1, 0.2, 0.5, 0.8, 0.9, 0.95):
                 drawn = np.concatenate([rng.choice(np.flatnonzero(y == 1), int(1000 * share)),
@@ -209,7 +190,6 @@ def main() -> None:
                 unguarded = np.mean((logit(p) > otsu_threshold(logit(p[drawn]))) == (y == 1))
                 cells.append(f"{share:.2f}: {threshold_accuracy((p[drawn], e[drawn]), (p, e, y))} ({unguarded:.4f})")
             print(f"{source:<14} plain {np.mean((p >= 0.5) == (y == 1)):.4f} | " + " | ".join(cells), flush=True)
-
 
 if __name__ == "__main__":
     main()

@@ -96,6 +96,17 @@ def slot_ids(name: str) -> np.ndarray:
                      for s in load_slot_map(xml).slots if s.occupied is not None])
 
 
+def held_out_dumps(dump: Path):
+    """Each held-out camera of a --dump folder: (name, embedding, P(taken), occupied, slot ids, whether
+    each patch is of its later half of frames, its frame), the halves calibration is measured on."""
+    for name in ("cnrpark_camA", "pklot_pucpr"):
+        saved = np.load(dump / f"{name}_lite08_multi.npz")
+        e, p, y, groups = saved["embedding"], saved["probabilities"], saved["occupied"].astype(int), saved["groups"]
+        s = saved["slots"] if "slots" in saved else slot_ids(name)
+        frames = np.unique(groups)
+        yield name, e, p, y, s, np.isin(groups, frames[len(frames) // 2 :]), groups
+
+
 def model_outputs(classifier: SlotClassifier, patches: PatchSet) -> tuple[np.ndarray, np.ndarray]:
     """The model's P(taken) and embedding of every patch, in batches as the edge runs them."""
     batches = [classifier.outputs(edge_input(patches.images[i : i + 256])) for i in range(0, len(patches), 256)]

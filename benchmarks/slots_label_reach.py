@@ -47,7 +47,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.slots import SHOTS, slot_ids  # noqa: E402
+from benchmarks.slots import SHOTS, held_out_dumps  # noqa: E402
 from edge_runtime.adapt import (  # noqa: E402
     Adapter,
     AdaptError,
@@ -177,26 +177,13 @@ def one_direction(e, p, y, s, cal: np.ndarray, test: np.ndarray, draws: int) -> 
             runs["shipped"].append(accuracy(y_test[rest], shipped))
             head_b = carried_head(head, (e[cal], p[cal], s[cal]), (e[labelled], p[labelled], s[labelled], y_test[pick]))
             runs["carried"].append(accuracy(y_test[rest], Adapter(head_b)(e[others], p[others])))
-            distance = np.linalg.norm(z[others][:, None] - z[labelled][None], axis=-1)
-            distance[s[others][:, None] != s[labelled][None]] = np.inf
-            nearest = distance.argmin(1)
-            near = distance[np.arange(len(others)), nearest] <= TAU
-            runs["exemplar"].append(accuracy(y_test[rest], np.where(near, y_test[pick][nearest], shipped)))
+            runs["exemplar"].append(accuracy(y_test[rest], exemplar_override(z[others], s[others], shipped, z[labelled],
+                                                                             s[labelled], y_test[pick])))
             for name, share in (("joint50", 0.5), ("joint25", 0.25)):
                 head_j = joint_head(head, (e[cal], p[cal]), (e[labelled], p[labelled], y_test[pick]), share)
                 runs[name].append(accuracy(y_test[rest], Adapter(head_j)(e[others], p[others])))
         out[k] = {name: (float(np.mean(v)), float(np.min(v))) for name, v in runs.items()}
     return out
-
-
-def loaded(dump: Path):
-    """Each held-out source's dump: outputs, labels, slot ids and which patches are of its later frames."""
-    for name in ("cnrpark_camA", "pklot_pucpr"):
-        saved = np.load(dump / f"{name}_lite08_multi.npz")
-        e, p, y, groups = saved["embedding"], saved["probabilities"], saved["occupied"].astype(int), saved["groups"]
-        s = saved["slots"] if "slots" in saved else slot_ids(name)
-        frames = np.unique(groups)
-        yield name, e, p, y, s, np.isin(groups, frames[len(frames) // 2 :])
 
 
 def adapted(e, p, y, pick) -> float | None:
@@ -277,7 +264,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.which or args.from_calibration_half:
         print(f"{'held out':<14} {'rows':<9} {'k':>3} {'start':>10} variant=mean/min (one figure when deterministic)")
-        for name, e, p, y, s, later in loaded(args.dump):
+        for name, e, p, y, s, later, _ in held_out_dumps(args.dump):
             for half, cal, test in (("later", ~later, later), ("earlier", later, ~later)):
                 if args.from_calibration_half:
                     result = from_calibration_half(e, p, y, s, cal, test, args.draws)
@@ -295,7 +282,7 @@ def main() -> None:
         return
     print(f"{'held out':<14} {'test half':<9} {'k':>3} {'calibrated':>10} "
           + " ".join(f"{name + ' mean/min':>19}" for name in ("shipped", "carried", "exemplar", "joint50", "joint25")))
-    for name, e, p, y, s, later in loaded(args.dump):
+    for name, e, p, y, s, later, _ in held_out_dumps(args.dump):
         for half, cal, test in (("later", ~later, later), ("earlier", later, ~later)):
             result = one_direction(e, p, y, s, cal, test, args.draws)
             for k in SHOTS:

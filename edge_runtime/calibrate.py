@@ -170,18 +170,22 @@ def fit_calibration(embedding: np.ndarray, probabilities: np.ndarray, slots: np.
         kept_base = consistency["calibrated"] <= consistency["base"]
         if kept_base:  # do no harm: keep the model as trained
             theta, score = start(x.shape[1]), x[:, -2]
-    flipped = (score > 0) != (x[:, -2] > 0)
-    # Of the patches it turns to the other state, the share the model was sure of (P < 0.1 or
-    # > 0.9): 0.26-0.44 where it harmed (brighter frames than in training), 0.00-0.27 where it
-    # helped (docs/benchmarks.md); reported for a person to weigh, not used to decide.
-    overruled = float((flipped & (np.abs(x[:, -2]) > SURE_LOGIT)).sum() / max(flipped.sum(), 1))
-    agree = 1.0 - float(flipped.mean())
     return {"center": center.tolist(), "scale": scale.tolist(), "weights": theta[:-1].tolist(),
             "bias": float(theta[-1]), "mode": "full", "rounds": rounds, "strength": strength, "slots_split": split,
             "split_consistency": consistency and {k: round(v, 4) for k, v in consistency.items()},
-            "kept_base": kept_base,
-            "taken_share": round(float((score > 0).mean()), 4), "agreement_with_base": round(agree, 4),
-            "overruled_sure": round(overruled, 4)}
+            "kept_base": kept_base, **changes(x[:, -2], score)}
+
+
+def changes(base: np.ndarray, calibrated: np.ndarray) -> dict:
+    """What a calibration does to the model's answers, from both logits: the share it calls taken,
+    the share it leaves as the model had it, and, of the patches it turns to the other state, the
+    share the model was sure of (P < 0.1 or > 0.9): 0.26-0.44 where the full mode harmed (brighter
+    frames than in training), 0.00-0.27 where it helped (docs/benchmarks.md); reported for a person
+    to weigh, not used to decide."""
+    flipped = (calibrated > 0) != (base > 0)
+    overruled = float((flipped & (np.abs(base) > SURE_LOGIT)).sum() / max(flipped.sum(), 1))
+    return {"taken_share": round(float((calibrated > 0).mean()), 4),
+            "agreement_with_base": round(1.0 - float(flipped.mean()), 4), "overruled_sure": round(overruled, 4)}
 
 
 def otsu_threshold(values: np.ndarray) -> float:
@@ -213,12 +217,8 @@ def fit_threshold(probabilities: np.ndarray, width: int) -> dict:
     cut = otsu_threshold(base)
     theta = start(width + 2)
     theta[-1] = -cut
-    flipped = (base > cut) != (base > 0)
-    overruled = float((flipped & (np.abs(base) > SURE_LOGIT)).sum() / max(flipped.sum(), 1))
     return {"center": [0.0] * width, "scale": [1.0] * width, "weights": theta[:-1].tolist(), "bias": float(theta[-1]),
-            "mode": "threshold", "threshold_logit": round(cut, 4), "kept_base": False,
-            "taken_share": round(float((base > cut).mean()), 4),
-            "agreement_with_base": round(1.0 - float(flipped.mean()), 4), "overruled_sure": round(overruled, 4)}
+            "mode": "threshold", "threshold_logit": round(cut, 4), "kept_base": False, **changes(base, base - cut)}
 
 
 def write_calibration(path: Path | str, head: dict, base_model: Path, frames: dict) -> dict:

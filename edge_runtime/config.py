@@ -149,6 +149,13 @@ def load_config(path: Path | str) -> EdgeConfig:
     return config
 
 
+def wants_self_calibration(config: EdgeConfig) -> bool:
+    """Asked for (`enabled = true`), or left unset on a camera without a calibration or an adapter of
+    its own."""
+    sc = config.self_calibration
+    return bool(sc.enabled or (sc.enabled is None and not (config.calibration or config.adapter)))
+
+
 def check_self_calibration(config: EdgeConfig, where: str = "[self_calibration]") -> None:
     """Validate [self_calibration] and fill in its default paths (beside the outbox); the daemon
     calls it again for a config built in code, so it must stay idempotent."""
@@ -158,7 +165,7 @@ def check_self_calibration(config: EdgeConfig, where: str = "[self_calibration]"
     beside = Path(config.outbox).parent  # the device's writable state folder (/var/lib/parkcast)
     sc.out = sc.out or str(beside / "calibration.json")  # also where an adapter may find the daemon's own
     sc.buffer = sc.buffer or str(beside / "calibration-frames.npz")
-    if sc.enabled is False or (sc.enabled is None and (config.calibration or config.adapter)):
+    if not wants_self_calibration(config):
         return
     if sc.enabled and config.calibration:
         raise ConfigError(f"{where}: set either `calibration` (a file from parkcast-edge calibrate) or "

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from edge_runtime.calibrate import MIN_PATCHES, load_calibration
 from edge_runtime.classifier import DEFAULT_MODEL, SlotClassifier
-from edge_runtime.config import ConfigError, EdgeConfig, check_self_calibration
+from edge_runtime.config import ConfigError, EdgeConfig, check_self_calibration, wants_self_calibration
 from edge_runtime.outbox import Outbox
 from edge_runtime.preprocess import crop_all
 from edge_runtime.self_calibration import SelfCalibration, adapter_base, existing_calibration
@@ -64,8 +64,7 @@ class Daemon:
         self.api_key = config.key()
         check_self_calibration(config)
         sc = config.self_calibration
-        # Unset `enabled`: on unless this camera has a calibration or an adapter of its own (config.py).
-        wanted = sc.enabled or (sc.enabled is None and not (config.calibration or config.adapter))
+        wanted = wants_self_calibration(config)
         model = Path(config.model or DEFAULT_MODEL)
         calibration = config.calibration or (
             existing_calibration(sc.out, model, self.slot_map, sc.mode) if wanted else None)
@@ -79,11 +78,13 @@ class Daemon:
                                          adapter=config.adapter or None, calibration=calibration)
         self.self_calibration = None  # collecting frames for a calibration that does not exist yet
         if wanted and calibration is None:
-            why = (f"{self.classifier.path} has no embedding output: self-calibration needs a model trained by "
-                   "`parkcast train-slots`" if not self.classifier.has_embedding else
-                   f"[self_calibration]: {sc.frames} frames x {len(self.slot_map.slots)} slots is fewer than the "
-                   f"{MIN_PATCHES} slot patches a calibration needs: raise frames"
-                   if sc.frames * len(self.slot_map.slots) < MIN_PATCHES else None)
+            why = None
+            if not self.classifier.has_embedding:
+                why = (f"{self.classifier.path} has no embedding output: self-calibration needs a model trained "
+                       "by `parkcast train-slots`")
+            elif sc.frames * len(self.slot_map.slots) < MIN_PATCHES:
+                why = (f"[self_calibration]: {sc.frames} frames x {len(self.slot_map.slots)} slots is fewer than "
+                       f"the {MIN_PATCHES} slot patches a calibration needs: raise frames")
             if why and sc.enabled:
                 raise ConfigError(why)
             if why:  # on by default only: say why it stays off, and run as configured

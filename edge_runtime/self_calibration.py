@@ -35,6 +35,17 @@ def slot_map_key(slot_map) -> str:
     return hashlib.sha256(json.dumps([[s.slot_id, s.points] for s in slot_map.slots]).encode()).hexdigest()
 
 
+def made_for_another(found: tuple[str, str, str], wanted: tuple[str, str, str]) -> str | None:
+    """Why a buffer or calibration made for (model SHA-256, slot map key, mode) `found` does not
+    serve `wanted`, or None when it does."""
+    (model, slots, mode), (model_wanted, slots_wanted, mode_wanted) = found, wanted
+    if model != model_wanted:
+        return "for another model"
+    if slots != slots_wanted:
+        return "for another slot map"
+    return None if mode == mode_wanted else f"in {mode} mode, and the config says {mode_wanted}"
+
+
 def set_aside(path: Path, why: str) -> None:
     try:
         path.replace(path.with_name(path.name + ".stale"))
@@ -53,16 +64,16 @@ def existing_calibration(out: Path | str, model: Path, slot_map, mode: str) -> P
     out = Path(out)
     if not out.exists() or not Path(model).exists():  # no model: the classifier says so, clearly
         return None
+    wanted = (sha256(model), slot_map_key(slot_map), mode)
     try:
         made = json.loads(out.read_text()).get("frames") or {}
-        if load_calibration(out).base_sha256 != sha256(model):
-            why = "made for another model"
-        elif made.get("slot_map", slot_map_key(slot_map)) != slot_map_key(slot_map):
-            why = "made for another slot map"
-        elif made.get("mode", mode) != mode:
-            why = f"made in {made['mode']} mode, and the config says {mode}"
-        else:
+        # A file of `parkcast-edge calibrate`, or of the daemon before it recorded them, holds no
+        # slot map or mode: it is taken to match.
+        found = (load_calibration(out).base_sha256, made.get("slot_map", wanted[1]), made.get("mode", mode))
+        why = made_for_another(found, wanted)
+        if why is None:
             return out
+        why = f"made {why}"
     except (AdaptError, ValueError, AttributeError, RecursionError, OSError) as exc:  # unreadable or odd
         why = str(exc) or type(exc).__name__
     set_aside(out, why)
@@ -88,7 +99,8 @@ class SelfCalibration:
         self.model, self.slot_ids = Path(model), np.asarray([s.slot_id for s in slot_map.slots])
         self.mode, self.slot_map_key = mode, slot_map_key(slot_map)
         # a buffer collected in the other mode lacks (or needlessly holds) the embeddings: start again
-        self.key = f"{sha256(model)}:{self.slot_map_key}:{mode}"
+        self.made_for = (sha256(model), self.slot_map_key, mode)
+        self.key = ":".join(self.made_for)
         self.probabilities: list[np.ndarray] = []
         self.embeddings: list[np.ndarray] = []
         self.times: list[str] = []
@@ -147,21 +159,18 @@ class SelfCalibration:
             return
         try:
             with np.load(self.buffer) as saved:
-                key = str(saved["key"])
-                key += ":full" if key.count(":") == 1 else ""  # before modes existed every buffer was full
-                if key != self.key:
-                    model, slots, mode = key.split(":")
-                    why = ("collected for another model" if model != self.key.split(":")[0] else
-                           "collected for another slot map" if slots != self.slot_map_key else
-                           f"collected in {mode} mode, and the config says {self.mode}")
-                    set_aside(self.buffer, why)
+                found = str(saved["key"]).split(":")
+                found += ["full"] * (len(found) == 2)  # before modes existed every buffer was full
+                why = made_for_another(tuple(found), self.made_for)
+                if why is not None:
+                    set_aside(self.buffer, f"collected {why}")
                     return
                 probabilities, embeddings = list(saved["probabilities"]), list(saved["embeddings"])
                 times = [str(t) for t in saved["times"]]
                 width = int(saved["embeddings"].shape[-1])
-                consistent = len(probabilities) == len(times) == (len(embeddings) if self.mode == "full" else
-                                                                  len(times)) \
-                    and all(len(p) == len(self.slot_ids) for p in probabilities)
+                consistent = len(probabilities) == len(times) \
+                    and all(len(p) == len(self.slot_ids) for p in probabilities) \
+                    and (self.mode != "full" or len(embeddings) == len(times))
         except Exception as exc:  # noqa: BLE001 - a damaged buffer must not stop the daemon
             set_aside(self.buffer, f"unreadable: {exc}")
             return
