@@ -16,6 +16,15 @@ The `threshold` column is the one-parameter mode (edge_runtime.calibrate.fit_thr
 daemon's default): only the decision threshold moves, to Otsu's split of the base logits. With
 --dumps the held-out cameras are then also calibrated on one half of their frames and scored on
 the other (the protocol of benchmarks/slots.py), full and threshold side by side.
+
+The `auto` column (session 8; edge_runtime.calibrate.fit_auto), fixed with its rule before its
+one run: fit both; g = of the calibration patches the threshold-shifted model is sure of
+(|logit - t| > ln 9), the share the full calibration puts in the other state; use the full
+calibration iff it did not keep the model and g <= 0.02 (not tuned), else the threshold. Rule for
+making it the daemon's default: (a) on each of the 17 looks and on both parts of the known camera
+(slots.py --known-camera) no more than 0.002 below the threshold mode; (b) on the four real halves
+(other-half protocol) never below the threshold mode and at least 0.01 above it on two or more;
+(c) in the one-state-rare cells the threshold mode does not refuse, no more than 0.002 below it.
 """
 
 from __future__ import annotations
@@ -33,7 +42,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from edge_runtime.adapt import Adapter, logit  # noqa: E402
-from edge_runtime.calibrate import CalibrationError, fit_calibration, fit_threshold, otsu_threshold  # noqa: E402
+from edge_runtime.calibrate import CalibrationError, fit_auto, fit_calibration, fit_threshold, otsu_threshold  # noqa: E402
 from edge_runtime.classifier import SlotClassifier  # noqa: E402
 from edge_runtime.preprocess import crop_all  # noqa: E402
 from edge_runtime.slotmap import load_slot_map  # noqa: E402
@@ -110,7 +119,7 @@ def row(name: str, p: np.ndarray, e: np.ndarray, ids: np.ndarray, truth: np.ndar
     print(f"{name:<46} {plain_acc:>7.4f} {cal_acc:>10.4f} {str(head['kept_base']):>10} "
           f"{consistency['base']:>13.4f} / {consistency['calibrated']:.4f} {seconds:>7.2f} "
           f"{1 - head['agreement_with_base']:>8.3f} {head['overruled_sure']:>12.2f} "
-          f"{threshold_accuracy((p, e), (p, e, truth)):>9}", flush=True)
+          f"{threshold_accuracy((p, e), (p, e, truth)):>9} {auto_accuracy((p, e, ids), (p, e, truth)):>22}", flush=True)
 
 
 def windows(groups: np.ndarray, cal: np.ndarray, outputs: tuple, test: np.ndarray) -> str:
@@ -141,6 +150,20 @@ def threshold_accuracy(fit_on: tuple, score_on: tuple) -> str:
     return f"{float(((Adapter(head)(e_test, p_test) >= 0.5) == (truth == 1))[known].mean()):.4f}"
 
 
+def auto_accuracy(fit_on: tuple, score_on: tuple) -> str:
+    """Accuracy of the auto mode fitted on `fit_on` = (P, embedding, slot ids) and scored on
+    `score_on` (as threshold_accuracy), with what it chose and its flipped share of sure calls."""
+    (p, e, ids), (p_test, e_test, truth) = fit_on, score_on
+    try:
+        head = fit_auto(e, p, ids)
+    except CalibrationError:
+        return "refused"
+    known = ~np.isnan(truth)
+    accuracy = float(((Adapter(head)(e_test, p_test) >= 0.5) == (truth == 1))[known].mean())
+    g = head["threshold_sure_flipped"]
+    return f"{accuracy:.4f} {head['chose'][:4]} {'-' if g is None else f'{g:.3f}'}"
+
+
 def main() -> None:
     import argparse
 
@@ -155,7 +178,7 @@ def main() -> None:
     known = ~np.isnan(truth)
     print(f"packaged model, {len(frames)} PUCPR frames ({known.sum()} labelled slots), calibrated on all of them")
     print(f"{'look':<46} {'plain':>7} {'calibrated':>10} {'kept model':>10} {'split consistency base/cal':>27} "
-          f"{'fit (s)':>7} {'flipped':>8} {'of them sure':>12} {'threshold':>9}")
+          f"{'fit (s)':>7} {'flipped':>8} {'of them sure':>12} {'threshold':>9} {'auto (chose, g)':>22}")
     for name, look in LOOKS.items():
         outputs = [classifier.outputs(crop_all(look(Image.open(jpg).convert("RGB")), m, classifier.size))
                    for jpg, m in zip(frames, maps, strict=True)]
@@ -170,7 +193,7 @@ def main() -> None:
                 row(f"{source}, {half}", p[chosen], e[chosen], ids[chosen], y[chosen])
         print("\nheld-out cameras, calibrated on the other half (labels only to score):")
         print(f"{'test half':<34} {'plain':>7} {'full':>7} {'threshold':>9} {'plain AUC':>9} "
-              f"{'threshold, 20-frame windows min / mean':>39}")
+              f"{'threshold, 20-frame windows min / mean':>39} {'auto (chose, g)':>22}")
         for source, e, p, y, ids, later, groups in cameras:
             for half, test in (("later half", later), ("earlier half", ~later)):
                 cal = ~test
@@ -179,16 +202,18 @@ def main() -> None:
                       f"{np.mean((full >= 0.5) == (y[test] == 1)):>7.4f} "
                       f"{threshold_accuracy((p[cal], e[cal]), (p[test], e[test], y[test])):>9} "
                       f"{roc_auc_score(y[test] == 1, p[test]):>9.4f} "
-                      f"{windows(groups, cal, (p, e, y), test):>39}", flush=True)
+                      f"{windows(groups, cal, (p, e, y), test):>39} "
+                      f"{auto_accuracy((p[cal], e[cal], ids[cal]), (p[test], e[test], y[test])):>22}", flush=True)
         print("\none state rare: 1,000 patches drawn (seed 0) with this share taken, threshold fitted on them "
               "and scored on the whole source (plain: the model as trained; in brackets: Otsu without the guard)")
-        for source, e, p, y, *_ in cameras:
+        for source, e, p, y, ids, *_ in cameras:
             rng, cells = np.random.default_rng(0), []
             for share in (0.05, 0.1, 0.2, 0.5, 0.8, 0.9, 0.95):
                 drawn = np.concatenate([rng.choice(np.flatnonzero(y == 1), int(1000 * share)),
                                         rng.choice(np.flatnonzero(y == 0), 1000 - int(1000 * share))])
                 unguarded = np.mean((logit(p) > otsu_threshold(logit(p[drawn]))) == (y == 1))
-                cells.append(f"{share:.2f}: {threshold_accuracy((p[drawn], e[drawn]), (p, e, y))} ({unguarded:.4f})")
+                cells.append(f"{share:.2f}: {threshold_accuracy((p[drawn], e[drawn]), (p, e, y))} ({unguarded:.4f}) "
+                             f"auto {auto_accuracy((p[drawn], e[drawn], ids[drawn]), (p, e, y))}")
             print(f"{source:<14} plain {np.mean((p >= 0.5) == (y == 1)):.4f} | " + " | ".join(cells), flush=True)
 
 if __name__ == "__main__":

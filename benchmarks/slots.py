@@ -34,7 +34,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from edge_runtime.adapt import Adapter, AdaptError, fit_head  # noqa: E402
-from edge_runtime.calibrate import MIN_FRAMES, fit_calibration, fit_threshold  # noqa: E402
+from edge_runtime.calibrate import MIN_FRAMES, fit_auto, fit_calibration, fit_threshold  # noqa: E402
 from edge_runtime.classifier import SlotClassifier  # noqa: E402
 from edge_runtime.evaluate import scores  # noqa: E402
 from edge_runtime.slotmap import load_slot_map  # noqa: E402
@@ -200,7 +200,8 @@ def known_camera() -> None:
                                                      / "labeled").glob("*.xml")])
     heads = {"plain model": None, "self-training alone": fit_calibration(embedding, probabilities),
              "calibrated (shipped)": fit_calibration(embedding, probabilities, slots),
-             "threshold mode": fit_threshold(probabilities, embedding.shape[1])}
+             "threshold mode": fit_threshold(probabilities, embedding.shape[1]),
+             "auto mode": fit_auto(embedding, probabilities, slots)}
     print(f"known camera: packaged model, calibrated on all {len(np.unique(more.groups))} pucpr_more frames")
     for label, head in heads.items():
         p = probabilities if head is None else Adapter(head)(embedding, probabilities)

@@ -221,6 +221,28 @@ def fit_threshold(probabilities: np.ndarray, width: int) -> dict:
             "mode": "threshold", "threshold_logit": round(cut, 4), "kept_base": False, **changes(base, base - cut)}
 
 
+AUTO_OVERRULED = 0.02  # auto mode: the full calibration may flip at most this share of the threshold's sure calls
+
+
+def fit_auto(embedding: np.ndarray, probabilities: np.ndarray, slots: np.ndarray | None = None) -> dict:
+    """Both calibrations on the same patches; the full one where it only changes calls the
+    threshold-shifted model is unsure of (at most AUTO_OVERRULED of its sure calls flipped), else
+    the threshold. Refuses where the threshold mode refuses."""
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    threshold = fit_threshold(probabilities, np.shape(embedding)[1])
+    try:
+        full = fit_calibration(embedding, probabilities, slots)
+    except CalibrationError:  # e.g. too few of one class for self-training: the threshold stands
+        return {**threshold, "mode": "auto", "chose": "threshold", "threshold_sure_flipped": None}
+    shifted = logit(probabilities) + threshold["bias"]  # the threshold head: base logit - cut
+    full_taken = Adapter(full)(np.asarray(embedding, dtype=np.float64), probabilities) >= 0.5
+    sure = np.abs(shifted) > SURE_LOGIT
+    flipped = float((full_taken != (shifted >= 0))[sure].mean()) if sure.any() else 0.0
+    use_full = not full["kept_base"] and flipped <= AUTO_OVERRULED
+    chosen = full if use_full else threshold
+    return {**chosen, "mode": "auto", "chose": chosen["mode"], "threshold_sure_flipped": round(flipped, 4)}
+
+
 def write_calibration(path: Path | str, head: dict, base_model: Path, frames: dict) -> dict:
     return write_document(path, {**base_model_header(base_model), "kind": "calibration", "frames": frames,
                                  "head": head})
