@@ -150,10 +150,11 @@ def adapt(labels_paths: tuple[Path, ...], out: Path, model: Path | None, calibra
 @click.option("--model", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="base model (default: the packaged int8 model)")
 @click.option("--frame", "frame_name", default=None, help="for a CSV slot map holding several frames")
-@click.option("--mode", type=click.Choice(["full", "threshold"]), default="full", show_default=True,
+@click.option("--mode", type=click.Choice(["auto", "full", "threshold"]), default="auto", show_default=True,
               help="full: a new head read from this camera's features (the larger gains, and a measured harm on "
                    "overexposed frames); threshold: only the model's decision threshold moves (smaller gains, "
-                   "at most -0.002 measured where the full mode lost 0.108)")
+                   "at most -0.002 measured where the full mode lost 0.108); auto: full where it overturns at most "
+                   "2 % of the calls the threshold is sure of, else the threshold")
 def calibrate(frames_dir: Path, slots_path: Path, out: Path, model: Path | None, frame_name: str | None,
               mode: str) -> None:
     """Fit the model to this camera without labels, from its own unlabelled frames (numpy,
@@ -169,6 +170,8 @@ def calibrate(frames_dir: Path, slots_path: Path, out: Path, model: Path | None,
     except (AdaptError, SlotMapError, OSError) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(json.dumps(result))
+    if mode == "auto":
+        click.echo(f"auto mode chose the {result['chose']} calibration", err=True)
     if result["kept_base"]:
         click.echo("the model as trained agrees with this camera's per-slot structure at least as well as a "
                    "calibration would: the file keeps it unchanged", err=True)

@@ -51,7 +51,7 @@ class SelfCalibrationConfig:
     buffer: str = ""  # the collected outputs, kept across restarts (default: calibration-frames.npz beside it)
     frames: int = 40
     every_s: float = 900.0  # at most one frame per 15 minutes: 40 frames span a working day
-    mode: str = "threshold"  # "threshold": only the decision threshold moves; "full": a new head (docs/edge.md)
+    mode: str = "threshold"  # "threshold": only the decision threshold moves; "full": a new head; "auto" (docs/edge.md)
 
 
 @dataclass

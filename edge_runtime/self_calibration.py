@@ -3,9 +3,10 @@ as `parkcast-edge calibrate`, from frames the daemon collects while it runs, so 
 gets it without anyone recording frames by hand.
 
 While no calibration exists yet, every frame at least `every_s` after the last one kept adds the
-base model's outputs for every slot (P(taken), and in `full` mode the embedding; no image is kept)
+base model's outputs for every slot (P(taken), and in `full` or `auto` mode the embedding; no image is kept)
 to a buffer on disk, replaced atomically, so a restart loses nothing. `mode` is that of
-edge_runtime.calibrate: `threshold` (the default) only moves the model's decision threshold.
+edge_runtime.calibrate: `threshold` (the default) only moves the model's decision threshold;
+`auto` uses the full calibration where it leaves the threshold's sure calls alone.
 Once `frames` frames are in, the calibration is fitted (edge_runtime.calibrate), written to `out`
 (bound to the model by SHA-256) and used from the next frame on; the buffer is removed. If the
 frames do not allow a calibration (an empty or full car park all day) or it cannot be written,
@@ -24,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from edge_runtime.adapt import Adapter, AdaptError, replace_atomically, sha256
-from edge_runtime.calibrate import calibrate_outputs, load_calibration
+from edge_runtime.calibrate import calibrate_outputs, load_calibration, reads_embedding
 
 log = logging.getLogger("parkcast.edge")
 
@@ -125,14 +126,14 @@ class SelfCalibration:
             raise ValueError(f"{len(probabilities)} outputs for {len(self.slot_ids)} slots")
         self.width = embedding.shape[1]
         self.probabilities.append(np.asarray(probabilities, dtype=np.float32))
-        if self.mode == "full":
+        if reads_embedding(self.mode):
             self.embeddings.append(np.asarray(embedding, dtype=np.float32))
         self.times.append(now.isoformat())
         if self.collected < self.frames:
             self._save()
             return None
         try:
-            head = calibrate_outputs(self.probabilities, self.embeddings if self.mode == "full" else self.width,
+            head = calibrate_outputs(self.probabilities, self.embeddings if reads_embedding(self.mode) else self.width,
                                      np.tile(self.slot_ids, self.collected), self.model, self.out,
                                      {"count": self.collected, "slots": len(self.slot_ids), "first": self.times[0],
                                       "last": self.times[-1], "by": "daemon self-calibration",
@@ -170,7 +171,7 @@ class SelfCalibration:
                 width = int(saved["embeddings"].shape[-1])
                 consistent = len(probabilities) == len(times) \
                     and all(len(p) == len(self.slot_ids) for p in probabilities) \
-                    and (self.mode != "full" or len(embeddings) == len(times))
+                    and (not reads_embedding(self.mode) or len(embeddings) == len(times))
         except Exception as exc:  # noqa: BLE001 - a damaged buffer must not stop the daemon
             set_aside(self.buffer, f"unreadable: {exc}")
             return

@@ -413,7 +413,9 @@ def model_card(metrics: dict, loso: list[dict] | None = None) -> str:
                        "one-parameter `threshold` mode (only the decision threshold moves; last column): "
                        "smaller gains than the full calibration, and far smaller losses over the looks of "
                        "`benchmarks/calibration_looks.py` (figures in docs/benchmarks.md; docs/edge.md, "
-                       "`[self_calibration]`).")
+                       "`[self_calibration]`). `calibrate` defaults to `auto`: the full calibration unless it "
+                       "overturns more than 2 % of the calls the threshold-shifted model is sure of, else the "
+                       "threshold (on the four halves above it chose the full one).")
     return f"""# Slot classifier (parkcast edge)
 
 Decides, for one parking space cropped from a camera frame, whether it is taken.

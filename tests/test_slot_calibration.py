@@ -16,8 +16,10 @@ from PIL import Image
 
 from edge_runtime.adapt import Adapter, write_adapter
 from edge_runtime.calibrate import (
+    AUTO_OVERRULED,
     MIN_FRAMES,
     CalibrationError,
+    fit_auto,
     fit_calibration,
     fit_threshold,
     slot_split_labels,
@@ -138,14 +140,15 @@ def test_calibrate_cli_on_real_frames_then_classify_adapt_and_the_daemon(tmp_pat
     r = runner.invoke(main, ["calibrate", "--frames", str(frames), "--slots", str(wrong), "--out", str(out)])
     assert r.exit_code != 0 and "the slot map does not fit this frame" in r.output and not out.exists()
 
-    r = runner.invoke(main, ["calibrate", "--frames", str(frames), "--slots", str(slots), "--out", str(out)])
+    r = runner.invoke(main, ["calibrate", "--frames", str(frames), "--slots", str(slots), "--out", str(out),
+                             "--mode", "full"])
     assert r.exit_code == 0, r.output
     result = json.loads(r.output.splitlines()[0])
     assert result["frames"] == 23 and result["patches"] == 2300
     document = json.loads(out.read_text())
     assert document["kind"] == "calibration" and document["base_model"]["sha256"] and document["frames"]["count"] == 23
     r = runner.invoke(main, ["calibrate", "--frames", str(frames), "--slots", str(slots), "--out",
-                             str(tmp_path / "again.json")])
+                             str(tmp_path / "again.json"), "--mode", "full"])
     assert json.loads((tmp_path / "again.json").read_text())["head"] == document["head"]  # deterministic
 
     assert document["head"]["slots_split"] > 0  # the per-slot step ran (calibrate knows the slot ids)
@@ -381,7 +384,7 @@ def test_self_calibration_settings_that_cannot_work_are_refused_at_start(tmp_pat
                           ('enabled = "false"', "enabled must be true or false, not 'false'"),
                           ("enabled = true\nevery_s = nan", "every_s must be a finite number"),
                           ("enabled = true\nframes = 40.5", "frames must be an integer"),
-                          ('enabled = true\nmode = "otsu"', "mode must be one of full, threshold, got 'otsu'"),
+                          ('enabled = true\nmode = "otsu"', "mode must be one of auto, full, threshold, got 'otsu'"),
                           ("enabled = true\nmode = 1", "mode must be a string")):
         toml.write_text(head + f"[self_calibration]\n{body}\n")
         with pytest.raises(ConfigError, match=message):
@@ -391,7 +394,7 @@ def test_self_calibration_settings_that_cannot_work_are_refused_at_start(tmp_pat
         load_config(toml)
 
 
-@pytest.mark.parametrize("mode", ["threshold", "full"])
+@pytest.mark.parametrize("mode", ["threshold", "full", "auto"])
 def test_self_calibration_drops_its_older_frames_when_they_allow_no_calibration(tmp_path, mode):
     from datetime import UTC, datetime, timedelta
 
@@ -418,9 +421,9 @@ def test_self_calibration_drops_its_older_frames_when_they_allow_no_calibration(
     full._save()
     assert collector(model=REPO / "edge_runtime" / "models" / "slot_classifier.onnx").collected == 0
     full._save()  # ... or in the other mode (threshold mode keeps no embedding)
-    assert collector(mode={"full": "threshold", "threshold": "full"}[mode]).collected == 0
+    assert collector(mode={"full": "threshold", "threshold": "full", "auto": "full"}[mode]).collected == 0
     # A buffer from before modes existed (no mode in its key) is read as full: kept in full mode,
-    # set aside in threshold mode.
+    # set aside in the others.
     with np.load(tmp_path / "b.npz.stale") as saved:
         old = dict(saved) | {"key": np.array(str(saved["key"]).rsplit(":", 1)[0])}
     np.savez(tmp_path / "b.npz", **old)
@@ -582,3 +585,68 @@ def test_self_calibration_is_on_by_default_only_where_it_can_work(tmp_path, capl
     toml.write_text(head + 'outbox = "/proc/parkcast/o.sqlite3"\n[self_calibration]\nenabled = true\n')
     with pytest.raises(ConfigError, match="out cannot be written"):
         load_config(toml)
+
+
+def test_auto_calibration_keeps_the_full_head_only_where_it_leaves_the_thresholds_sure_calls_alone():
+    """Auto fits both: a camera where the model is only biased gets the full head (it agrees with
+    every call the shifted threshold is sure of); one where the full head overturns such calls
+    (here a nuisance feature, in the benchmark frames brighter than in training) gets the threshold."""
+    rng = np.random.default_rng(5)
+    taken = rng.random(900) < 0.4
+    embedding = (rng.normal(size=(900, 12)) + np.where(taken[:, None], 1.2, -1.2) * (np.arange(12) < 3)).astype(
+        np.float32)
+    p = (1 / (1 + np.exp(-(2.0 * embedding[:, :3].mean(axis=1) + 2.5)))).astype(np.float32)  # biased model
+    slots = np.arange(900) % 30
+
+    def fitted(head: dict) -> dict:  # the head itself, without what names the mode and the choice
+        return {k: v for k, v in head.items() if k not in ("mode", "chose", "threshold_sure_flipped")}
+
+    head = fit_auto(embedding, p, slots)
+    assert head["chose"] == "full" and head["threshold_sure_flipped"] <= AUTO_OVERRULED
+    assert fitted(head) == fitted(fit_calibration(embedding, p, slots))
+    assert ((Adapter(head)(embedding, p) >= 0.5) == taken).mean() > 0.97 > ((p >= 0.5) == taken).mean()
+
+    embedding, p, _ = camera(900, seed=1)
+    head = fit_auto(embedding, p, slots)
+    assert head["chose"] == "threshold" and head["threshold_sure_flipped"] > AUTO_OVERRULED
+    assert fitted(head) == fitted(fit_threshold(p, embedding.shape[1]))
+    with pytest.raises(CalibrationError, match="both are common"):  # refuses where the threshold refuses
+        fit_auto(embedding, np.full(900, 0.97, np.float32), slots)
+
+
+def test_auto_is_the_calibrate_default_and_avoids_the_full_modes_measured_harm(tmp_path):
+    """Real frames through the packaged model: hazy frames (the model reads 0.81) get the full
+    calibration; overexposed ones (x1.8, where the full calibration fell from 0.978 to 0.870) get
+    the threshold and stay at the model's level (benchmarks/calibration_looks.py)."""
+    from PIL import ImageEnhance
+
+    from edge_runtime.classifier import SlotClassifier
+    from edge_runtime.cli import main
+    from edge_runtime.preprocess import crop_all
+    from edge_runtime.slotmap import load_slot_map
+
+    slots = OTHER_DAYS / "labeled" / "2012-09-11_15_16_58.xml"
+    r = CliRunner().invoke(main, ["calibrate", "--frames", str(hazy_frames(tmp_path / "frames").pop().parent),
+                                  "--slots", str(slots), "--out", str(tmp_path / "hazy.json")])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.output.splitlines()[0])["chose"] == "full" and "auto mode chose the full" in r.output
+    assert json.loads((tmp_path / "hazy.json").read_text())["head"]["mode"] == "auto"
+
+    classifier = SlotClassifier()
+    outputs, truth, ids = [], [], []
+    for jpg in sorted(MORE.glob("*.jpg")):
+        slot_map = load_slot_map(jpg.with_suffix(".xml"))
+        bright = ImageEnhance.Brightness(Image.open(jpg).convert("RGB")).enhance(1.8)
+        outputs.append(classifier.outputs(crop_all(bright, slot_map, classifier.size)))
+        truth += [np.nan if s.occupied is None else float(s.occupied) for s in slot_map.slots]
+        ids += [s.slot_id for s in slot_map.slots]
+    p, e = np.concatenate([o[0] for o in outputs]), np.concatenate([o[1] for o in outputs])
+    truth, known = np.array(truth), ~np.isnan(np.array(truth))
+
+    def accuracy(head):
+        return float(((Adapter(head)(e, p) >= 0.5) == (truth == 1))[known].mean())
+
+    head = fit_auto(e, p, np.array(ids))
+    assert head["chose"] == "threshold"
+    plain = float(((p >= 0.5) == (truth == 1))[known].mean())
+    assert accuracy(head) >= plain - 0.002 > accuracy(fit_calibration(e, p, np.array(ids))) + 0.05
