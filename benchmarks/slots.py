@@ -186,6 +186,12 @@ def adapted_accuracy(embedding: np.ndarray, probabilities: np.ndarray, occupied:
     return out
 
 
+def dump_name(name: str, config: SlotTrainConfig) -> str:
+    """The file a held-out source's embeddings go to (--dump) and are read from (--adapt-only)."""
+    norm = "" if config.input_norm == "imagenet" else f"_{config.input_norm}"
+    return f"{name}_{config.arch}{config.depth}_{config.pool}{norm}.npz"
+
+
 def known_camera() -> None:
     """Calibration on a camera the shipped model already reads well: the packaged model on all 40
     frames of pklot_pucpr_more (20 of them, the repo's sample, are in its training set), calibrated
@@ -219,7 +225,7 @@ def run_fold(name: str, config: SlotTrainConfig, draws: int, dump: Path | None =
     with tempfile.TemporaryDirectory() as tmp:
         fp32, int8 = export(model, train, Path(tmp), config)
         classifier = SlotClassifier(int8)
-        dump = dump and dump / f"{name}_{config.arch}{config.depth}_{config.pool}.npz"
+        dump = dump and dump / dump_name(name, config)
         result = {"held_out": name, "trained_on": train.name, "arch": config.arch, "train_patches": len(train),
                   "test_patches": len(test), "train_seconds": round(seconds),
                   "int8_kb": round(int8.stat().st_size / 1024), "fp32": evaluate(SlotClassifier(fp32), test),
@@ -238,6 +244,7 @@ def main() -> None:
     ap.add_argument("--freeze", type=int, default=SlotTrainConfig.freeze)
     ap.add_argument("--lr", type=float, default=None)
     ap.add_argument("--pool", default=SlotTrainConfig.pool, choices=["avg", "avgmax", "multi"])
+    ap.add_argument("--input-norm", default=SlotTrainConfig.input_norm, choices=["imagenet", "patch"])
     ap.add_argument("--draws", type=int, default=10, help="random draws per few-shot size")
     ap.add_argument("--dump", type=Path, default=None, help="folder for each held-out source's embeddings")
     ap.add_argument("--adapt-only", type=Path, default=None,
@@ -252,10 +259,11 @@ def main() -> None:
     config = SlotTrainConfig(arch=args.arch, epochs=args.epochs, depth=args.depth, freeze=args.freeze,
                              pool=args.pool if args.arch == "lite0" else "avg",
                              size=args.size or (64 if args.arch == "lite0" else 48),
-                             learning_rate=args.lr or SlotTrainConfig.learning_rate)
+                             learning_rate=args.lr or SlotTrainConfig.learning_rate, input_norm=args.input_norm)
     print(f"slot classifier LOSO ({os.cpu_count()} CPUs, data {DATA}); arch {config.arch}, "
           f"{config.size} px, depth {config.depth}, freeze {config.freeze}, pool {config.pool}, "
-          f"lr {config.learning_rate}, {config.epochs} epochs, int8 ONNX through the edge code")
+          f"lr {config.learning_rate}, {config.epochs} epochs, input norm {config.input_norm}, "
+          "int8 ONNX through the edge code")
     head = f"{'held out':<14} {'trained on':<26} {'n':>5} {'fp32':>7} {'int8':>7} " + \
         " ".join(f"{f'k={k} mean/min':>16}" for k in SHOTS)
     print(head)
@@ -266,7 +274,7 @@ def main() -> None:
     for name in args.holdout or list(FOLDS):
         if args.adapt_only:
             r = next(row for row in rows if row["held_out"] == name)
-            saved = np.load(args.adapt_only / f"{name}_{config.arch}{config.depth}_{config.pool}.npz")
+            saved = np.load(args.adapt_only / dump_name(name, config))
             r["adapted"] = adapted_accuracy(saved["embedding"], saved["probabilities"], saved["occupied"], args.draws)
             slots = saved["slots"] if "slots" in saved else slot_ids(name)  # dumps made before slot ids were saved
             r["calibrated"] = calibrated(saved["embedding"], saved["probabilities"], saved["occupied"],

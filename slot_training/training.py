@@ -50,6 +50,7 @@ class SlotTrainConfig:
     threads: int = 2
     calibration_patches: int = 256
     jpeg_fraction: float = 0.3  # share of training patches re-encoded as low-quality JPEG once
+    input_norm: str = "imagenet"  # lite0: imagenet | patch (each patch standardised on its own; backbone.py)
 
     @property
     def load(self) -> int:
@@ -88,7 +89,7 @@ def build_model(config: SlotTrainConfig):
     if config.arch == "lite0":
         from slot_training.backbone import lite0_trunk
 
-        trunk = lite0_trunk(config.depth)
+        trunk = lite0_trunk(config.depth, input_norm=config.input_norm)
         return SlotNet(trunk, trunk.channels)
     if config.arch == "cnn":
         def block(c_in, c_out, k, stride=1):
