@@ -8,6 +8,7 @@ benchmarks/forecast.py (choice folds decide; the final fold is printed and decid
     .venv/bin/python benchmarks/forecast_city.py --variants pasterror                # round 4
     .venv/bin/python benchmarks/forecast_city.py --variants shipped,feedback         # round 5
     .venv/bin/python benchmarks/forecast_city.py --variants shipped,monotone         # round 6
+    .venv/bin/python benchmarks/forecast_city.py --variants shipped --oracle         # the blend's ceiling
     # the bag in commands of a few minutes each (members cached), then its scores:
     .venv/bin/python benchmarks/forecast_city.py --variants daybag --cache DIR --fold K [--seeds 0,1,2,3]
     .venv/bin/python benchmarks/forecast_city.py --variants daybag --cache DIR
@@ -273,6 +274,9 @@ def main() -> None:
     parser.add_argument("--fold", type=int, default=None,
                         help="daybag with --cache: fit this fold's members only (0-3) and stop, no scores")
     parser.add_argument("--seeds", default=",".join(map(str, BAG_SEEDS)), help="daybag: the members to fit now")
+    parser.add_argument("--oracle", action="store_true",
+                        help="also score each fold with the blend fitted on that fold itself: a ceiling for any "
+                             "blend of the anchor and these trees, not a result (it sees the fold's answers)")
     args = parser.parse_args()
     seeds = {int(k) for k in args.seeds.split(",")}
     if args.fold is not None and (args.cache is None or args.variants != "daybag"):
@@ -307,6 +311,9 @@ def main() -> None:
         print(ct.fold_table([score.to_dict() for score in ct.score_runs(runs, cube, full_weight)]))
         print("blend weights learned on the 3 choice folds (what would ship):",
               [round(float(w), 2) for w in ct.learn_blend([r for r in runs if r.role == "choice"]).weight])
+        if args.oracle:
+            print("ceiling: each fold with the blend fitted on its own answers (decides nothing):")
+            print(ct.fold_table([ct.score(r, ct.learn_blend([r]), cube).to_dict() for r in runs]))
         # The shrunk anchor alone (blend weight 0 everywhere), for the record.
         if variant == "shrink":
             anchor_only = ct.Blend(np.zeros(HORIZON, np.float32), np.zeros((HORIZON, 2), np.float32))
