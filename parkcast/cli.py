@@ -75,7 +75,8 @@ def serve_model(model_dir: Path | None, host: str, port: int, threads: int) -> N
 
 @main.command("import-csv")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--columns", default=None, help="Column mapping: lot=...,time=...,occupied=...,capacity=...")
+@click.option("--columns", default=None,
+              help="Column mapping: lot=...,time=...,occupied=... (or free=...),capacity=...")
 @click.option("--timezone", default=None, help="IANA timezone of naive times (Birmingham: Europe/London).")
 @click.option("--device-id", default="csv-import", show_default=True, help="Device id recorded on the readings.")
 @click.option("--step-minutes", type=int, default=30, show_default=True, help="Grid step for new lots.")

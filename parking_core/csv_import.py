@@ -15,10 +15,11 @@ A bad row never stops an import; a missing column stops it before anything is wr
 from __future__ import annotations
 
 import csv
+import re
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -29,6 +30,8 @@ from parking_core.contracts import Lot, Reading
 from parking_core.store import ConflictError, Store
 
 CHUNK = 100  # the store's atomic batch size
+EPOCH = re.compile(r"\d{9,10}(\.\d+)?|\d{13}")  # Unix seconds (2001-2286) or milliseconds
+DELIMITERS = ",;\t|"  # European exports often use ";"
 
 
 class CsvFormatError(ValueError):
@@ -39,23 +42,34 @@ class CsvFormatError(ValueError):
 class ColumnMapping:
     lot: str
     time: str
-    occupied: str
     capacity: str
+    occupied: str = ""
+    free: str = ""  # many cities publish free spaces: occupied = capacity - free
+
+    def __post_init__(self) -> None:
+        if bool(self.occupied) == bool(self.free):
+            raise CsvFormatError("--columns: name exactly one of occupied=COLUMN and free=COLUMN")
+
+    @property
+    def columns(self) -> list[str]:
+        return [c for c in (self.lot, self.time, self.occupied, self.free, self.capacity) if c]
 
     @classmethod
     def parse(cls, spec: str) -> ColumnMapping:
-        """'lot=SystemCodeNumber,time=LastUpdated,occupied=Occupancy,capacity=Capacity'"""
+        """'lot=SystemCodeNumber,time=LastUpdated,occupied=Occupancy,capacity=Capacity' (or free=...
+        instead of occupied=...)"""
         pairs: dict[str, str] = {}
         for part in spec.split(","):
             if "=" not in part:
                 raise CsvFormatError(f"--columns: expected name=COLUMN, got {part!r}")
             name, column = (x.strip() for x in part.split("=", 1))
             if name not in cls.__dataclass_fields__:
-                raise CsvFormatError(f"--columns: unknown name {name!r} (use lot, time, occupied, capacity)")
+                raise CsvFormatError(f"--columns: unknown name {name!r} (use lot, time, occupied or free, capacity)")
             pairs[name] = column
-        missing = set(cls.__dataclass_fields__) - set(pairs)
+        missing = sorted({"lot", "time", "capacity"} - set(pairs)) + ["occupied or free"] * (
+            not {"occupied", "free"} & set(pairs))
         if missing:
-            raise CsvFormatError(f"--columns: missing {', '.join(sorted(missing))}")
+            raise CsvFormatError(f"--columns: missing {', '.join(missing)}")
         return cls(**pairs)
 
 
@@ -93,7 +107,11 @@ class ImportReport:
 
 
 def parse_local_time(text: str, zone: ZoneInfo, shift_days: int = 0) -> datetime:
-    """shift_days moves the wall-clock time (a replay keeps each reading's local time of day)."""
+    """ISO 8601 (naive: local time in `zone`), or Unix epoch seconds / milliseconds (UTC).
+    shift_days moves the wall-clock time (a replay keeps each reading's local time of day)."""
+    if EPOCH.fullmatch(text):
+        seconds = float(text) / (1000 if len(text.split(".")[0]) >= 13 else 1)
+        return datetime.fromtimestamp(seconds, UTC) + timedelta(days=shift_days)
     value = datetime.fromisoformat(text) + timedelta(days=shift_days)
     if value.tzinfo is not None:
         return value
@@ -102,6 +120,12 @@ def parse_local_time(text: str, zone: ZoneInfo, shift_days: int = 0) -> datetime
     if first.astimezone(ZoneInfo("UTC")).astimezone(zone).replace(tzinfo=None) != value:
         raise ValueError(f"{text} does not exist in {zone.key} (daylight-saving gap)")
     return first
+
+
+def header_delimiter(first_line: str) -> str:
+    """The delimiter of a CSV from its header line: the one of DELIMITERS it holds most often
+    (none at all, or a tie with the comma: comma)."""
+    return max(DELIMITERS, key=first_line.count)
 
 
 def _parse_count(name: str, text: str) -> int:
@@ -121,20 +145,27 @@ def read_readings(
     shift_days moves every reading by whole local days (a replay of old data in the present)."""
     zone = ZoneInfo(timezone)
     with open(path, newline="", encoding="utf-8-sig") as fh:
-        reader = csv.DictReader(fh)
+        reader = csv.DictReader(fh, delimiter=header_delimiter(fh.readline()))
+        fh.seek(0)
         header = [h.strip() for h in (reader.fieldnames or [])]
-        missing = [c for c in (mapping.lot, mapping.time, mapping.occupied, mapping.capacity) if c not in header]
+        missing = [c for c in mapping.columns if c not in header]
         if missing:
             raise CsvFormatError(
                 f"{path}: missing column(s) {', '.join(missing)}; header is {', '.join(header) or '(empty)'}"
-                " (map columns with --columns lot=...,time=...,occupied=...,capacity=...)"
+                " (map columns with --columns lot=...,time=...,occupied=... or free=...,capacity=...)"
             )
         reader.fieldnames = header
         for line, row in enumerate(reader, start=2):
             cells = {k: (v or "").strip() for k, v in row.items() if k is not None}
             try:
-                occupied = _parse_count("occupied", cells[mapping.occupied])
                 capacity = _parse_count("capacity", cells[mapping.capacity])
+                if mapping.free:  # a negative free count is an overshoot: the capacity tolerance decides
+                    free = _parse_count("free", cells[mapping.free])
+                    occupied = capacity - free
+                    if occupied < 0:
+                        raise ValueError(f"negative occupied: {occupied} ({free} free of {capacity}; counter fault)")
+                else:
+                    occupied = _parse_count("occupied", cells[mapping.occupied])
                 if occupied < 0:
                     raise ValueError(f"negative occupied: {occupied} (counter fault)")
                 try:

@@ -57,7 +57,7 @@ def test_import_errors_are_clear(data_dir, tmp_path):
     r = run(["import-csv", str(bad)], data_dir)
     assert r.exit_code != 0 and "missing column" in r.output
     r = run(["import-csv", str(bad), "--columns", "lot=a,time=b"], data_dir)
-    assert r.exit_code != 0 and "missing capacity, occupied" in r.output
+    assert r.exit_code != 0 and "missing capacity, occupied or free" in r.output
 
 
 def test_registry_commands(data_dir):

@@ -79,10 +79,43 @@ def test_missing_column_is_a_clear_error(sqlite_store, tmp_path):
     assert sqlite_store.count_readings() == 0
 
 
-@pytest.mark.parametrize("spec", ["lot=a,time=b", "lot=a,time=b,occupied=c,capacity=d,colour=e", "lot"])
-def test_bad_column_mapping(spec):
-    with pytest.raises(CsvFormatError):
+@pytest.mark.parametrize(("spec", "message"), [
+    ("lot=a,time=b", "missing capacity"),
+    ("lot=a,time=b,occupied=c,capacity=d,colour=e", "unknown name 'colour'"),
+    ("lot", "expected name=COLUMN"),
+    ("lot=a,time=b,capacity=d", "missing occupied or free"),
+    ("lot=a,time=b,occupied=c,free=f,capacity=d", "exactly one of occupied=COLUMN and free=COLUMN"),
+])
+def test_bad_column_mapping(spec, message):
+    with pytest.raises(CsvFormatError, match=message):
         ColumnMapping.parse(spec)
+
+
+def test_another_citys_export_semicolons_free_spaces_and_epoch_times(sqlite_store, tmp_path):
+    """What open-data portals publish: ';' as the delimiter (with a BOM), free spaces instead of
+    cars, Unix times in seconds or milliseconds; rows that break a rule are rejected as ever."""
+    csv = tmp_path / "city.csv"
+    csv.write_text(
+        "\ufeffgarage;ts;free spaces (now);total\n"
+        "G1;1672650000;40;100\n"  # 2023-01-02 09:00:00 UTC
+        "G1;1672651800000;35;100\n"  # milliseconds: 09:30 UTC
+        "G1;2023-01-02T11:00:00+01:00;-3;100\n"  # 3 over capacity: within the counters' tolerance
+        "G1;2023-01-02 12:00:00;130;100\n"  # more free than spaces: a counter fault
+        "G1;2023-01-02 12:30:00;x;100\n",
+        encoding="utf-8",
+    )
+    mapping = ColumnMapping.parse("lot=garage,time=ts,free=free spaces (now),capacity=total")
+    report = import_csv(sqlite_store, csv, mapping, "Europe/Berlin", progress=False)
+    assert (report.rows, report.accepted) == (5, 3)
+    reasons = {r.line: r.reason for r in report.rejected}
+    assert "negative occupied: -30 (130 free of 100" in reasons[5] and "free 'x' is not a number" in reasons[6]
+    stored = sqlite_store.query_readings("G1", datetime(2023, 1, 2, tzinfo=UTC), datetime(2023, 1, 3, tzinfo=UTC))
+    assert [(r.observed_at, r.occupied) for r in stored] == [
+        (datetime(2023, 1, 2, 9, 0, tzinfo=UTC), 60), (datetime(2023, 1, 2, 9, 30, tzinfo=UTC), 65),
+        (datetime(2023, 1, 2, 10, 0, tzinfo=UTC), 103)]
+    with pytest.raises(CsvFormatError, match="missing column.*free spaces"):
+        import_csv(sqlite_store, csv, ColumnMapping.parse("lot=garage,time=ts,free=free spaces,capacity=total"),
+                   "UTC", progress=False)
 
 
 def test_ambiguous_autumn_hour_takes_first_occurrence():
