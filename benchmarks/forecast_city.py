@@ -9,6 +9,7 @@ benchmarks/forecast.py (choice folds decide; the final fold is printed and decid
     .venv/bin/python benchmarks/forecast_city.py --variants shipped,feedback         # round 5
     .venv/bin/python benchmarks/forecast_city.py --variants shipped,monotone         # round 6
     .venv/bin/python benchmarks/forecast_city.py --variants shipped --oracle         # the blend's ceiling
+    .venv/bin/python benchmarks/forecast_city.py --variants shipped,fine             # round 7
     # the bag in commands of a few minutes each (members cached), then its scores:
     .venv/bin/python benchmarks/forecast_city.py --variants daybag --cache DIR --fold K [--seeds 0,1,2,3]
     .venv/bin/python benchmarks/forecast_city.py --variants daybag --cache DIR
@@ -64,6 +65,13 @@ Round 6 (2026-11-28 08:56 UTC, fixed before running, one run; a constraint, not 
            ratio_gap. A combination of forecasts should not move away from one that says "higher";
            with 5-8 weeks to learn from, that rules out the non-monotone shapes a wrong week can
            teach. Same rule as round 5 to be worth shipping.
+
+Round 7 (session 8, 2026-11-28 10:45 UTC, fixed before running, one run; input resolution):
+  fine     the shipped inputs on a grid of 1/1024 instead of 1/128 (correction.QUANT). At 1/128 a
+           gap input has about 25 distinct values within +-0.1, where most of the data lie, and
+           each gets its own bin; at 1/1024 the trees' 255 bins follow the data's quantiles
+           instead, finer where the data are dense. Every value and bin edge stays exact in
+           float32, so the ONNX export still compares as scikit-learn. Same rule as round 5.
 """
 
 from __future__ import annotations
@@ -81,6 +89,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.forecast import HORIZON, fold_bounds, full_weight, sample_cube  # noqa: E402
+from parking_core.forecasting import correction  # noqa: E402
 from parking_core.forecasting import correction_training as ct  # noqa: E402
 from parking_core.forecasting.correction import QUANT, Design, _weekly, calendar, gather  # noqa: E402
 from parking_core.forecasting.features import Profile  # noqa: E402
@@ -164,7 +173,12 @@ def fit_shrink(d: Design, actual, mask, lot_minus_city) -> np.ndarray:
 
 
 def fold_design(cube, stop, profile, holidays, first, last, horizon, variant, weight=None):
-    d, actual, mask, (lot, day, slot) = ct.cube_design(cube, stop, profile, holidays, first, last, horizon)
+    shipped_quant = correction.QUANT
+    correction.QUANT = FINE_QUANT if variant == "fine" else shipped_quant  # design() reads it when called
+    try:
+        d, actual, mask, (lot, day, slot) = ct.cube_design(cube, stop, profile, holidays, first, last, horizon)
+    finally:
+        correction.QUANT = shipped_quant
     lmc = None
     if variant == "calendar":
         d = with_calendar(d, cube.days[:stop])
@@ -178,7 +192,9 @@ def fold_design(cube, stop, profile, holidays, first, last, horizon, variant, we
 
 
 BAG_SEEDS = range(8)
-VARIANTS = ("shipped", "city", "shrink", "calendar", "daybag", "perstep", "pasterror", "feedback", "monotone")
+VARIANTS = ("shipped", "city", "shrink", "calendar", "daybag", "perstep", "pasterror", "feedback", "monotone",
+            "fine")
+FINE_QUANT = 1024
 MONOTONE = ("now_gap", "level_2week_gap", "level_day_gap", "level_3week_gap", "level_median_gap", "today_level_gap",
             "recent_level_gap", "ratio_gap")
 FEEDBACK_GRID = np.arange(0, 1.51, 0.25)
