@@ -171,7 +171,11 @@ def calibrate(frames_dir: Path, slots_path: Path, out: Path, model: Path | None,
         raise click.ClickException(str(exc)) from None
     click.echo(json.dumps(result))
     if mode == "auto":
-        click.echo(f"auto mode chose the {result['chose']} calibration", err=True)
+        flipped = result["threshold_sure_flipped"]
+        click.echo(f"auto mode chose the {result['chose']} calibration (the full one would turn "
+                   + ("an unmeasured share" if flipped is None else f"{flipped:.1%}")
+                   + " of the calls the threshold is sure of to the other state; it is kept at 2 % or less)",
+                   err=True)
     if result["kept_base"]:
         click.echo("the model as trained agrees with this camera's per-slot structure at least as well as a "
                    "calibration would: the file keeps it unchanged", err=True)

@@ -165,7 +165,9 @@ class Daemon:
         log.info("self-calibrated", extra={"calibration": str(sc.out), "frames": sc.frames, "mode": sc.mode,
                                            "kept_base": head["kept_base"], "taken_share": head["taken_share"],
                                            "agreement_with_base": head["agreement_with_base"],
-                                           "overruled_sure": head["overruled_sure"]})
+                                           "overruled_sure": head["overruled_sure"],
+                                           "chose": head.get("chose", sc.mode),
+                                           "threshold_sure_flipped": head.get("threshold_sure_flipped")})
 
     # -- the loop ----------------------------------------------------------------------------
 

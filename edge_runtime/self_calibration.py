@@ -162,6 +162,8 @@ class SelfCalibration:
             with np.load(self.buffer) as saved:
                 found = str(saved["key"]).split(":")
                 found += ["full"] * (len(found) == 2)  # before modes existed every buffer was full
+                if reads_embedding(found[2]) and reads_embedding(self.mode):
+                    found[2] = self.mode  # full and auto collect the same outputs: keep the frames
                 why = made_for_another(tuple(found), self.made_for)
                 if why is not None:
                     set_aside(self.buffer, f"collected {why}")

@@ -4,6 +4,10 @@ Rules (each tested on the real Birmingham file):
 - every cell is stripped of surrounding whitespace (the file has a timestamp ending in a TAB);
 - naive local times are placed in the lot's timezone; a time inside a DST gap is rejected,
   an ambiguous one (the repeated autumn hour) takes its first occurrence;
+- free spaces (`free=` instead of `occupied=`) become occupied = capacity - free;
+- the delimiter (, ; tab |) is the one under which the header holds every mapped column;
+- times are ISO 8601 or Unix seconds / milliseconds (1e9-2e9 s: 2001-2033; anything else is not
+  read as a Unix time, so a compact 2023010212 stays a bad timestamp);
 - a negative count is a counter fault: rejected;
 - a count above capacity within OVERCAPACITY_TOLERANCE is kept as reported (real counters
   overshoot); beyond it the row is rejected;
@@ -30,7 +34,7 @@ from parking_core.contracts import Lot, Reading
 from parking_core.store import ConflictError, Store
 
 CHUNK = 100  # the store's atomic batch size
-EPOCH = re.compile(r"\d{9,10}(\.\d+)?|\d{13}")  # Unix seconds (2001-2286) or milliseconds
+EPOCH = re.compile(r"1\d{9}(\.\d+)?|1\d{12}")  # Unix seconds or milliseconds, 2001-09 to 2033-05
 DELIMITERS = ",;\t|"  # European exports often use ";"
 
 
@@ -49,17 +53,21 @@ class ColumnMapping:
     def __post_init__(self) -> None:
         if bool(self.occupied) == bool(self.free):
             raise CsvFormatError("--columns: name exactly one of occupied=COLUMN and free=COLUMN")
+        empty = [name for name in ("lot", "time", "capacity") if not getattr(self, name)]
+        if empty:
+            raise CsvFormatError(f"--columns: {', '.join(empty)} names no column")
 
     @property
     def columns(self) -> list[str]:
-        return [c for c in (self.lot, self.time, self.occupied, self.free, self.capacity) if c]
+        return [self.lot, self.time, self.occupied or self.free, self.capacity]
 
     @classmethod
     def parse(cls, spec: str) -> ColumnMapping:
         """'lot=SystemCodeNumber,time=LastUpdated,occupied=Occupancy,capacity=Capacity' (or free=...
         instead of occupied=...)"""
         pairs: dict[str, str] = {}
-        for part in spec.split(","):
+        # split only before "name=", so a column may hold a comma ("frei, aktuell")
+        for part in re.split(r",(?=\s*\w+\s*=)", spec):
             if "=" not in part:
                 raise CsvFormatError(f"--columns: expected name=COLUMN, got {part!r}")
             name, column = (x.strip() for x in part.split("=", 1))
@@ -108,7 +116,8 @@ class ImportReport:
 
 def parse_local_time(text: str, zone: ZoneInfo, shift_days: int = 0) -> datetime:
     """ISO 8601 (naive: local time in `zone`), or Unix epoch seconds / milliseconds (UTC).
-    shift_days moves the wall-clock time (a replay keeps each reading's local time of day)."""
+    shift_days moves a naive time's wall-clock time (a replay keeps each reading's local time of
+    day); an aware or Unix time moves by whole 24-hour days."""
     if EPOCH.fullmatch(text):
         seconds = float(text) / (1000 if len(text.split(".")[0]) >= 13 else 1)
         return datetime.fromtimestamp(seconds, UTC) + timedelta(days=shift_days)
@@ -122,9 +131,13 @@ def parse_local_time(text: str, zone: ZoneInfo, shift_days: int = 0) -> datetime
     return first
 
 
-def header_delimiter(first_line: str) -> str:
-    """The delimiter of a CSV from its header line: the one of DELIMITERS it holds most often
-    (none at all, or a tie with the comma: comma)."""
+def header_delimiter(first_line: str, wanted: list[str]) -> str:
+    """The delimiter of a CSV from its header line: the first of DELIMITERS under which the
+    header holds every `wanted` column (quotes respected); else the one it holds most often."""
+    for delimiter in DELIMITERS:
+        header = {h.strip() for h in next(csv.reader([first_line], delimiter=delimiter), [])}
+        if set(wanted) <= header:
+            return delimiter
     return max(DELIMITERS, key=first_line.count)
 
 
@@ -145,7 +158,7 @@ def read_readings(
     shift_days moves every reading by whole local days (a replay of old data in the present)."""
     zone = ZoneInfo(timezone)
     with open(path, newline="", encoding="utf-8-sig") as fh:
-        reader = csv.DictReader(fh, delimiter=header_delimiter(fh.readline()))
+        reader = csv.DictReader(fh, delimiter=header_delimiter(fh.readline().removeprefix("\ufeff"), mapping.columns))
         fh.seek(0)
         header = [h.strip() for h in (reader.fieldnames or [])]
         missing = [c for c in mapping.columns if c not in header]
@@ -161,13 +174,11 @@ def read_readings(
                 capacity = _parse_count("capacity", cells[mapping.capacity])
                 if mapping.free:  # a negative free count is an overshoot: the capacity tolerance decides
                     free = _parse_count("free", cells[mapping.free])
-                    occupied = capacity - free
-                    if occupied < 0:
-                        raise ValueError(f"negative occupied: {occupied} ({free} free of {capacity}; counter fault)")
+                    occupied, counted = capacity - free, f"{free} free of {capacity}; "
                 else:
-                    occupied = _parse_count("occupied", cells[mapping.occupied])
+                    occupied, counted = _parse_count("occupied", cells[mapping.occupied]), ""
                 if occupied < 0:
-                    raise ValueError(f"negative occupied: {occupied} (counter fault)")
+                    raise ValueError(f"negative occupied: {occupied} ({counted}counter fault)")
                 try:
                     observed_at = parse_local_time(cells[mapping.time], zone, shift_days)
                 except ValueError as exc:

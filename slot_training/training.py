@@ -416,7 +416,8 @@ def model_card(metrics: dict, loso: list[dict] | None = None) -> str:
                        "`benchmarks/calibration_looks.py` (figures in docs/benchmarks.md; docs/edge.md, "
                        "`[self_calibration]`). `calibrate` defaults to `auto`: the full calibration unless it "
                        "overturns more than 2 % of the calls the threshold-shifted model is sure of, else the "
-                       "threshold (on the four halves above it chose the full one).")
+                       "threshold (also when the full one keeps the model; on the four halves above it chose "
+                       "the full one).")
     return f"""# Slot classifier (parkcast edge)
 
 Decides, for one parking space cropped from a camera frame, whether it is taken.

@@ -85,6 +85,7 @@ def test_missing_column_is_a_clear_error(sqlite_store, tmp_path):
     ("lot", "expected name=COLUMN"),
     ("lot=a,time=b,capacity=d", "missing occupied or free"),
     ("lot=a,time=b,occupied=c,free=f,capacity=d", "exactly one of occupied=COLUMN and free=COLUMN"),
+    ("lot=,time=b,occupied=c,capacity=d", "lot names no column"),
 ])
 def test_bad_column_mapping(spec, message):
     with pytest.raises(CsvFormatError, match=message):
@@ -96,19 +97,21 @@ def test_another_citys_export_semicolons_free_spaces_and_epoch_times(sqlite_stor
     cars, Unix times in seconds or milliseconds; rows that break a rule are rejected as ever."""
     csv = tmp_path / "city.csv"
     csv.write_text(
-        "\ufeffgarage;ts;free spaces (now);total\n"
+        "\ufeffgarage;ts;free spaces (now, total);total\n"
         "G1;1672650000;40;100\n"  # 2023-01-02 09:00:00 UTC
         "G1;1672651800000;35;100\n"  # milliseconds: 09:30 UTC
         "G1;2023-01-02T11:00:00+01:00;-3;100\n"  # 3 over capacity: within the counters' tolerance
         "G1;2023-01-02 12:00:00;130;100\n"  # more free than spaces: a counter fault
-        "G1;2023-01-02 12:30:00;x;100\n",
+        "G1;2023-01-02 12:30:00;x;100\n"
+        "G1;2023010213;50;100\n",  # a compact date-hour is not a Unix time
         encoding="utf-8",
     )
-    mapping = ColumnMapping.parse("lot=garage,time=ts,free=free spaces (now),capacity=total")
+    mapping = ColumnMapping.parse("lot=garage,time=ts,free=free spaces (now, total),capacity=total")
     report = import_csv(sqlite_store, csv, mapping, "Europe/Berlin", progress=False)
-    assert (report.rows, report.accepted) == (5, 3)
+    assert (report.rows, report.accepted) == (6, 3)
     reasons = {r.line: r.reason for r in report.rejected}
     assert "negative occupied: -30 (130 free of 100" in reasons[5] and "free 'x' is not a number" in reasons[6]
+    assert "bad timestamp: '2023010213'" in reasons[7]
     stored = sqlite_store.query_readings("G1", datetime(2023, 1, 2, tzinfo=UTC), datetime(2023, 1, 3, tzinfo=UTC))
     assert [(r.observed_at, r.occupied) for r in stored] == [
         (datetime(2023, 1, 2, 9, 0, tzinfo=UTC), 60), (datetime(2023, 1, 2, 9, 30, tzinfo=UTC), 65),
@@ -116,6 +119,15 @@ def test_another_citys_export_semicolons_free_spaces_and_epoch_times(sqlite_stor
     with pytest.raises(CsvFormatError, match="missing column.*free spaces"):
         import_csv(sqlite_store, csv, ColumnMapping.parse("lot=garage,time=ts,free=free spaces,capacity=total"),
                    "UTC", progress=False)
+    # Commas are the delimiter even when a quoted column name holds semicolons; tabs work too.
+    quoted = tmp_path / "quoted.csv"
+    quoted.write_text('lot,"when;local;utc;iso",cars,spaces\nQ1,2023-01-02 08:00:00,7,50\n')
+    tabs = tmp_path / "tabs.tsv"
+    tabs.write_text("lot\twhen;local;utc;iso\tcars\tspaces\nT1\t2023-01-02 08:00:00\t8\t50\n")
+    for path, lot in ((quoted, "Q1"), (tabs, "T1")):
+        report = import_csv(sqlite_store, path, ColumnMapping.parse("lot=lot,time=when;local;utc;iso,occupied=cars,"
+                                                                    "capacity=spaces"), "UTC", progress=False)
+        assert report.accepted == 1 and sqlite_store.latest_reading(lot).occupied in (7, 8)
 
 
 def test_ambiguous_autumn_hour_takes_first_occurrence():

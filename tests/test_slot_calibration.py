@@ -420,14 +420,17 @@ def test_self_calibration_drops_its_older_frames_when_they_allow_no_calibration(
     assert collector(slot_map=moved).collected == 0 and (tmp_path / "b.npz.stale").exists()
     full._save()
     assert collector(model=REPO / "edge_runtime" / "models" / "slot_classifier.onnx").collected == 0
-    full._save()  # ... or in the other mode (threshold mode keeps no embedding)
-    assert collector(mode={"full": "threshold", "threshold": "full", "auto": "full"}[mode]).collected == 0
-    # A buffer from before modes existed (no mode in its key) is read as full: kept in full mode,
-    # set aside in the others.
+    full._save()  # ... or in a mode that keeps other outputs (threshold mode keeps no embedding)
+    assert collector(mode={"full": "threshold", "threshold": "full", "auto": "threshold"}[mode]).collected == 0
+    if mode != "threshold":  # full and auto collect the same outputs: switching keeps the frames
+        full._save()
+        assert collector(mode={"full": "auto", "auto": "full"}[mode]).collected == MIN_FRAMES // 2
+    # A buffer from before modes existed (no mode in its key) is read as full: kept in full and
+    # auto mode, set aside in threshold mode.
     with np.load(tmp_path / "b.npz.stale") as saved:
         old = dict(saved) | {"key": np.array(str(saved["key"]).rsplit(":", 1)[0])}
     np.savez(tmp_path / "b.npz", **old)
-    assert collector().collected == (MIN_FRAMES // 2 if mode == "full" else 0)
+    assert collector().collected == (MIN_FRAMES // 2 if mode != "threshold" else 0)
     # A damaged buffer (a power cut on a card without the rename) is set aside too.
     (tmp_path / "b.npz").write_bytes(b"PK\x03\x04 half a zip")
     assert collector().collected == 0 and not (tmp_path / "b.npz").exists()
@@ -599,7 +602,7 @@ def test_auto_calibration_keeps_the_full_head_only_where_it_leaves_the_threshold
     slots = np.arange(900) % 30
 
     def fitted(head: dict) -> dict:  # the head itself, without what names the mode and the choice
-        return {k: v for k, v in head.items() if k not in ("mode", "chose", "threshold_sure_flipped")}
+        return {k: v for k, v in head.items() if k not in ("mode", "chose", "threshold_sure_flipped", "sure")}
 
     head = fit_auto(embedding, p, slots)
     assert head["chose"] == "full" and head["threshold_sure_flipped"] <= AUTO_OVERRULED
@@ -610,8 +613,48 @@ def test_auto_calibration_keeps_the_full_head_only_where_it_leaves_the_threshold
     head = fit_auto(embedding, p, slots)
     assert head["chose"] == "threshold" and head["threshold_sure_flipped"] > AUTO_OVERRULED
     assert fitted(head) == fitted(fit_threshold(p, embedding.shape[1]))
-    with pytest.raises(CalibrationError, match="both are common"):  # refuses where the threshold refuses
+    with pytest.raises(CalibrationError, match="both are common.*full mode does not"):  # as the threshold does
         fit_auto(embedding, np.full(900, 0.97, np.float32), slots)
+    with pytest.raises(CalibrationError, match="10 slot ids for 900 patches"):  # not hidden as "threshold"
+        fit_auto(embedding, p, slots[:10])
+
+
+def test_auto_calibration_keeps_the_threshold_without_evidence_that_the_full_head_is_safe(monkeypatch):
+    """The threshold stands when the full head keeps the model, when too few calls are sure to
+    measure what it would overturn, and when the full calibration cannot be fitted."""
+    import edge_runtime.calibrate as calibrate
+
+    rng = np.random.default_rng(5)
+    taken = rng.random(900) < 0.4
+    embedding = (rng.normal(size=(900, 12)) + np.where(taken[:, None], 1.2, -1.2) * (np.arange(12) < 3)).astype(
+        np.float32)
+    slots = np.arange(900) % 30
+
+    def sigmoid(z):
+        return (1 / (1 + np.exp(-z))).astype(np.float32)
+
+    right = sigmoid(np.where(taken, 5.0, -5.0) + rng.normal(0, 0.5, 900))  # the model already reads it
+    head = fit_auto(embedding, right, slots)
+    assert fit_calibration(embedding, right, slots)["kept_base"] and head["chose"] == "threshold"
+    assert head["sure"] == 900 and head["threshold_sure_flipped"] == 0.0
+    unsure = sigmoid(np.where(taken, 1.0, -1.0) + rng.normal(0, 0.3, 900))  # nothing it is sure of
+    head = fit_auto(embedding, unsure, slots)
+    assert head["chose"] == "threshold" and head["sure"] < calibrate.AUTO_MIN_SURE
+    assert head["threshold_sure_flipped"] is None
+
+    def refuses(*args, **kwargs):
+        raise CalibrationError("self-training lost every taken slot")
+
+    monkeypatch.setattr(calibrate, "fit_calibration", refuses)
+    head = fit_auto(embedding, sigmoid(np.where(taken, 3.0, -3.0) + 2.5), slots)
+    assert head["chose"] == "threshold" and head["threshold_sure_flipped"] is None
+
+
+def test_the_calibrate_commands_modes_are_the_calibration_modes():
+    from edge_runtime.calibrate import MODES
+    from edge_runtime.cli import calibrate
+
+    assert tuple(next(p for p in calibrate.params if p.name == "mode").type.choices) == MODES
 
 
 def test_auto_is_the_calibrate_default_and_avoids_the_full_modes_measured_harm(tmp_path):
@@ -630,6 +673,7 @@ def test_auto_is_the_calibrate_default_and_avoids_the_full_modes_measured_harm(t
                                   "--slots", str(slots), "--out", str(tmp_path / "hazy.json")])
     assert r.exit_code == 0, r.output
     assert json.loads(r.output.splitlines()[0])["chose"] == "full" and "auto mode chose the full" in r.output
+    assert json.loads(r.output.splitlines()[0])["threshold_sure_flipped"] <= AUTO_OVERRULED
     assert json.loads((tmp_path / "hazy.json").read_text())["head"]["mode"] == "auto"
 
     classifier = SlotClassifier()
