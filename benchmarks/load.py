@@ -141,6 +141,7 @@ class Sample:
     status: int  # 0: no answer (connection refused, reset, timeout)
     latency_ms: float
     bad_shape: bool = False
+    forecasts: tuple[str, ...] = ()  # each forecast's status in an acknowledgement ("ok", "unavailable")
 
 
 class Device(threading.Thread):
@@ -181,12 +182,14 @@ class Device(threading.Thread):
             self.samples.append(Sample(phase, 0, (time.perf_counter() - start) * 1000))
             return 0, 0.05
         sample = Sample(phase, r.status_code, (time.perf_counter() - start) * 1000)
-        if r.status_code >= 400:
-            try:
+        try:
+            if r.status_code >= 400:
                 error = r.json()["error"]
                 sample.bad_shape = not ({"code", "message", "fields"} <= set(error))
-            except (ValueError, KeyError, TypeError):
-                sample.bad_shape = True
+            else:
+                sample.forecasts = tuple(f["status"] for f in r.json().get("forecasts", []))
+        except (ValueError, KeyError, TypeError, AttributeError):
+            sample.bad_shape = True
         self.samples.append(sample)
         retry_after = r.headers.get("Retry-After", "")
         return r.status_code, min(1.0, float(retry_after)) if retry_after.isdigit() else 0.05
@@ -268,6 +271,7 @@ class Result:
     server_errors: int
     bad_shapes: int
     recovered: bool
+    forecasts: dict[str, Counter]  # per phase, the forecast statuses the acknowledgements carried
 
 
 def run_scenario(fault: str, devices: int = 8, seconds: float = 6.0, batch: int = 1,
@@ -349,6 +353,7 @@ def run_scenario(fault: str, devices: int = 8, seconds: float = 6.0, batch: int 
         server_errors=sum(1 for s in samples if s.status >= 500 and s.status != 503),
         bad_shapes=sum(1 for s in samples if s.bad_shape),
         recovered=any(s.status in (200, 201) for s in after),
+        forecasts={phase: Counter(f for s in samples if s.phase == phase for f in s.forecasts) for phase in PHASES},
     )
 
 

@@ -39,3 +39,6 @@ def test_no_acknowledged_reading_lost_or_doubled(fault, tmp_path):
         assert "503" in during  # the store said so, in the error shape, with Retry-After
     else:
         assert set(during) <= {"200", "201"}  # readings are stored whatever the endpoint does
+        # ...and the acknowledgement says the forecast was unavailable while the fault lasted, ok after.
+        assert "unavailable" in result.forecasts["fault"], result.forecasts
+        assert "ok" in result.forecasts["before"] and "ok" in result.forecasts["after"], result.forecasts

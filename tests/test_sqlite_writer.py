@@ -6,13 +6,15 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from conftest import make_lot, make_reading
 
+from parking_core.contracts import utc_iso
 from parking_core.store import ConflictError, DeviceInactive, StoreUnavailable
-from parking_core.store.sqlite import SQLiteStore
+from parking_core.store.sqlite import SQLiteStore, _Writer
 
 
 def keys_stored(path) -> list[tuple]:
@@ -22,29 +24,47 @@ def keys_stored(path) -> list[tuple]:
         ).fetchall()
 
 
-def test_concurrent_requests_are_isolated_inside_one_group(tmp_path):
-    store = SQLiteStore(tmp_path / "s.sqlite3")
+def test_concurrent_requests_are_isolated_inside_one_group(tmp_path, monkeypatch):
+    """Requests that queue while the writer waits for the lock are committed together, in one
+    transaction; the one that conflicts fails alone, the others of its group are stored."""
+    store = SQLiteStore(tmp_path / "s.sqlite3", busy_timeout_s=30)
     store.put_lot(make_lot("LOT-A"))
-    store.put_readings([make_reading(0, occupied=10)])
+    groups: list[list[str]] = []  # per transaction of the writer, each request's outcome
+    taken = threading.Event()
+    commit = _Writer._commit
+
+    def spy(writer, group):
+        taken.set()
+        commit(writer, group)
+        groups.append([type(f.exception()).__name__ if f.exception() else "stored" for _, f in group])
+
+    monkeypatch.setattr(_Writer, "_commit", spy)
     # 40 batches from 8 threads; batch 7 reuses key 0 with other values and must fail alone.
     batches = [[make_reading(1 + 3 * b + k) for k in range(3)] for b in range(40)]
     batches[7] = [make_reading(500), make_reading(0, occupied=11)]
-    barrier = threading.Barrier(8)
-
-    def put(batch):
-        if batches.index(batch) < 8:
-            barrier.wait()  # start together so the writer joins them into groups
-        return store.put_readings(batch)
-
-    with ThreadPoolExecutor(8) as pool:
-        futures = [pool.submit(put, b) for b in batches]
+    other = sqlite3.connect(store.path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # another connection holds the write lock
+    with ThreadPoolExecutor(9) as pool:
+        first = pool.submit(store.put_readings, [make_reading(0, occupied=10)])
+        assert taken.wait(30)  # the writer took the first request and waits for the lock...
+        futures = [pool.submit(store.put_readings, b) for b in batches]
+        queue, deadline = store._writer_thread()._queue, time.monotonic() + 30
+        while queue.qsize() < 8:  # ...while the 8 threads' first batches (0-7) queue behind it
+            assert time.monotonic() < deadline, "the first batches never reached the writer"
+            time.sleep(0.01)
+        other.execute("ROLLBACK")
+    other.close()
+    assert first.result() == ["created"]
     for i, future in enumerate(futures):
         if i == 7:
             assert isinstance(future.exception(), ConflictError)
         else:
             assert future.result() == ["created"] * 3
+    assert groups[0] == ["stored"]
+    assert sorted(groups[1]) == ["ConflictError"] + ["stored"] * 7  # one transaction, one failure in it
     stored = keys_stored(store.path)
     assert len(stored) == 1 + 39 * 3 and {n for *_, n in stored} == {1}
+    assert utc_iso(make_reading(500).observed_at) not in {t for _, _, t, _ in stored}  # nothing of batch 7
     assert store.latest_reading("LOT-A").occupied == 10 and store.count_readings() == 1 + 39 * 3
     store.close()
 
