@@ -23,10 +23,13 @@ REPO = Path(__file__).resolve().parent.parent
 SAMPLE_CSV = REPO / "data" / "sample" / "birmingham_occupancy.csv"
 
 # moto and boto3 must never reach AWS.
-os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
-os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
-os.environ.setdefault("AWS_SECURITY_TOKEN", "testing")
-os.environ.setdefault("AWS_SESSION_TOKEN", "testing")
+# Fake credentials always, never a developer's real ones: no test may reach a real account.
+os.environ["AWS_ACCESS_KEY_ID"] = "testing"
+os.environ["AWS_SECRET_ACCESS_KEY"] = "testing"
+os.environ["AWS_SECURITY_TOKEN"] = "testing"
+os.environ["AWS_SESSION_TOKEN"] = "testing"
+for _profile in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE"):
+    os.environ.pop(_profile, None)
 os.environ.setdefault("AWS_DEFAULT_REGION", "eu-west-2")
 
 

@@ -59,6 +59,10 @@ def test_the_naive_test_alarms_on_a_plain_sunday_ours_does_not(cube):
     assert sunday.days == [date(2016, 11, 13)]
     assert detect_drift(reference, sunday, seasonal=False).drift
     assert not detect_drift(reference, week).drift
+    # The same window for both (Sat 12 .. Mon 14 Nov, a weekend in it): only the naive test alarms.
+    weekend = cube.day_slice(cube.days.index(date(2016, 11, 12)), cube.days.index(date(2016, 11, 15)))
+    assert weekend.days == [date(2016, 11, 12), date(2016, 11, 13), date(2016, 11, 14)]
+    assert detect_drift(reference, weekend, seasonal=False).drift and not detect_drift(reference, weekend).drift
 
 
 def test_too_few_new_days_wait_instead_of_deciding(cube):

@@ -69,6 +69,9 @@ def test_drift_detected_reads_the_last_runs_report(tmp_path):
     objects.put_json("drift/2016-11-21/report.json", {"drift": True, "p_value": 0.001})
     objects.put_json(LAST_RUN_KEY, {"run_id": "r2", "drift_report": "drift/2016-11-21/report.json"})
     assert drift_detected(objects) is True
+    objects.put_json("drift/2016-11-22/report.json", {"drift": False, "p_value": 0.4})
+    objects.put_json(LAST_RUN_KEY, {"run_id": "r3", "drift_report": "drift/2016-11-22/report.json"})
+    assert drift_detected(objects) is False  # the last run's report, not any report that said drift
 
 
 @pytest.fixture
@@ -124,3 +127,9 @@ def test_system_monitor_lambda_publishes_the_metrics(monitored_aws, monkeypatch,
     assert [blob["StaleLots"] for blob in emf] == [[1.0], [0.0]]
     assert [blob.get("DriftDetected") for blob in emf] == [None, [1.0]]
     assert {blob["_aws"]["CloudWatchMetrics"][0]["Namespace"] for blob in emf} == {"parkcast"}
+    # A later run without drift: the metric goes back to 0.
+    objects.put_json("drift/2016-10-04/report.json", {"drift": False})
+    objects.put_json(LAST_RUN_KEY, {"run_id": "r2", "drift_report": "drift/2016-10-04/report.json"})
+    assert monitor.handler(event, Context())["drift"] is False
+    emf = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+    assert [blob.get("DriftDetected") for blob in emf] == [[0.0]]

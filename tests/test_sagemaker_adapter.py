@@ -112,7 +112,11 @@ def test_compile_upsert_and_start_on_moto(tmp_path):
         described = sm.describe_pipeline(PipelineName="parkcast-daily")
         assert json.loads(described["PipelineDefinition"]) == json.loads(out.read_text())
         assert len(sm.list_pipeline_executions(PipelineName="parkcast-daily")["PipelineExecutionSummaries"]) == 1
-    assert runner.invoke(main, ["pipeline", "start", "--param", "nonsense"]).exit_code != 0
+        # A bad --param is refused before any call: still one execution (inside moto, so a
+        # regression could never reach a real account).
+        r = runner.invoke(main, ["pipeline", "start", "--param", "nonsense"])
+        assert r.exit_code == 2 and "expected Name=Value" in r.output, r.output
+        assert len(sm.list_pipeline_executions(PipelineName="parkcast-daily")["PipelineExecutionSummaries"]) == 1
     r = runner.invoke(main, ["pipeline", "run-local", str(out), "--data", str(tmp_path / "d"), "--param", "Nope=1"])
     assert r.exit_code != 0 and "unknown pipeline parameter(s): Nope" in r.output
     r = runner.invoke(main, ["pipeline", "run-local", str(out), "--data", str(tmp_path / "d"),
