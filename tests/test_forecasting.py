@@ -3,13 +3,15 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import SAMPLE_CSV, tiny_config
+from conftest import REPO, SAMPLE_CSV, tiny_config
 
 from parking_core.forecasting.backtest import run_backtest
 from parking_core.forecasting.baselines import baseline_point_forecasts
@@ -173,6 +175,25 @@ def test_gbm_package_serves_torch_free_with_its_fold_evidence(gbm_package, readi
     served_baseline = gbm_package.metrics["serves_baseline"]
     assert forecast.source == ("baseline:weekly_level" if served_baseline else "model")
     assert len(forecast.steps) == 8 and all(0 <= s.p10 <= s.p50 <= s.p90 <= 1 for s in forecast.steps)
+    # The same forecast in a process where torch and scikit-learn cannot be imported.
+    code = f"""
+import sys
+sys.modules["torch"] = sys.modules["sklearn"] = None  # any import of them raises ImportError
+from datetime import datetime, UTC
+from parking_core.contracts import Lot
+from parking_core.csv_import import BIRMINGHAM, read_frame
+from parking_core.forecasting.package import ModelPackage
+from parking_core.forecasting.serve import forecast_from_history
+package = ModelPackage.load({str(gbm_package.path)!r})
+frame, _ = read_frame({str(SAMPLE_CSV)!r}, BIRMINGHAM, "Europe/London")
+at = datetime(2016, 11, 22, 15, 10, tzinfo=UTC)
+history = frame[(frame["lot_id"] == "Shopping") & (frame["observed_at"] <= at)]
+lot = Lot(lot_id="Shopping", name="Shopping", capacity=1920, timezone="Europe/London")
+print(*[s.p50 for s in forecast_from_history(lot, history, at, package, package.forecaster()).steps])
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert done.returncode == 0, done.stderr
+    assert np.allclose([float(v) for v in done.stdout.split()], [s.p50 for s in forecast.steps], atol=1e-6)
 
 
 def test_requests_are_cut_at_the_origin(readings):
@@ -255,6 +276,13 @@ def test_backtest_cli(tmp_path):
     assert origin.min() == pd.Timestamp("2016-11-21 08:00") and origin.max().strftime("%H:%M") == "16:00"
     first = pred[(pred["lot_id"] == "Shopping") & (pred["origin"] == "2016-11-21 16:00:00")]
     assert first["target"].tolist() == ["2016-11-21 16:30:00"]
+    observed = pd.read_csv(test)
+    observed_days = observed.groupby("SystemCodeNumber")["LastUpdated"].apply(lambda t: set(t.str[:10]))
+    forecast_days = pred.groupby("lot_id")["origin"].apply(lambda t: set(t.str[:10]))
+    assert forecast_days.to_dict() == observed_days.to_dict()  # every lot on every day it reported
+    per_origin = pred.groupby(["lot_id", "origin"]).size()
+    morning = per_origin[per_origin.index.get_level_values("origin").str.endswith("08:00:00")]
+    assert per_origin.max() == 8 and len(morning) > 0 and (morning == 8).all()  # 08:30 .. 12:00
 
 
 def test_backtest_rejects_bad_csv(tmp_path):
