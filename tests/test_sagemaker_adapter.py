@@ -5,11 +5,14 @@ the sample data, with and without injected drift."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from datetime import date, timedelta
 
 import dagster as dg
 import pytest
-from conftest import load_sample
+from conftest import REPO, load_sample
 
 from parking_assets.definitions import defs
 from parking_core.status import LAST_RUN_KEY
@@ -67,8 +70,19 @@ def io_prefixes(step: dict) -> tuple[list[str], list[str]]:
     return inputs, outputs
 
 
-def test_two_compiles_are_identical():
+def test_two_compiles_are_identical(tmp_path):
+    """Byte for byte, in one process and across processes with other hash seeds (set and dict
+    order must not leak into the definition a deploy diffs against)."""
     assert compile_definition(defs) == compile_definition(defs)
+    outs = []
+    for seed in ("1", "2"):
+        outs.append(tmp_path / f"pipeline-{seed}.json")
+        done = subprocess.run([sys.executable, "-m", "parkcast.cli", "pipeline", "compile", "--out",
+                               str(outs[-1])], env={**os.environ, "PYTHONHASHSEED": seed}, cwd=REPO,
+                              capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+    assert outs[0].read_bytes() == outs[1].read_bytes()
+    assert json.loads(outs[0].read_text()) == json.loads(compile_definition(defs))
 
 
 def test_changing_an_assets_sagemaker_metadata_changes_the_pipeline():
