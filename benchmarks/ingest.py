@@ -89,7 +89,7 @@ def start_endpoint(sup: Supervisor, model: str, tmp: str) -> str:
     if model == "quick":
         from benchmarks.serving import quick_package
 
-        model = str(quick_package(Path(tmp) / "package"))
+        model = str(quick_package(Path(tmp) / "package", "tft"))
     port = free_port()
     proc = sup.start("endpoint", [sys.executable, "-m", "parkcast.cli", "serve-model", "--model", model,
                                   "--host", "127.0.0.1", "--port", str(port)])

@@ -1,9 +1,11 @@
 """Forecast endpoint and real-time flow, over real servers on loopback.
 
-    .venv/bin/python benchmarks/serving.py [--model DIR] [--requests 300]
+    .venv/bin/python benchmarks/serving.py [--model DIR | --architecture gbm|tft] [--requests 300]
 
-Without --model it trains a package of the production architecture and size (TFT, default
-TrainConfig) for one short epoch on the sample: latency depends on the graph, not the weights.
+Without --model it trains a package on the sample: by default the shipped model (gbm: the
+correction trees with their rolling-origin folds, default TrainConfig, about 35 s); with
+`--architecture tft` the optional network at its production size for one short epoch (latency
+depends on the graph, not the weights).
 Prints /invocations p50/p99 for 1 lot and for 29 lots (the whole sample; the body carries each
 lot's raw readings, so the time includes the grid build), the endpoint's start (process start
 to a 200 on /ping, and the model load alone) and RSS, and the end-to-end POST /v1/readings ->
@@ -40,12 +42,13 @@ from parking_core.store.sqlite import SQLiteStore  # noqa: E402
 SAMPLE = Path(__file__).resolve().parent.parent / "data" / "sample" / "birmingham_occupancy.csv"
 
 
-def quick_package(out: Path) -> Path:
+def quick_package(out: Path, architecture: str = "gbm") -> Path:
     from parking_core.forecasting.training import TrainConfig
     from parking_core.forecasting.workflows import train_package
 
     frame, _ = read_frame(SAMPLE, BIRMINGHAM, "Europe/London")
-    config = TrainConfig(architectures=("tft",), max_epochs=1, limit_train_batches=10, refit=False)
+    config = TrainConfig() if architecture == "gbm" else TrainConfig(
+        architectures=(architecture,), max_epochs=1, limit_train_batches=10, refit=False)
     package, _ = train_package(frame, "Europe/London", 30, out, config, progress=False)
     return package.path
 
@@ -98,10 +101,12 @@ def rss_mb(pid: int) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", type=Path, default=None)
+    ap.add_argument("--architecture", choices=["gbm", "tft"], default="gbm",
+                    help="without --model: the package to train (gbm: the shipped model)")
     ap.add_argument("--requests", type=int, default=300)
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="parkcast-serving-"))
-    model = args.model or quick_package(tmp / "package")
+    model = args.model or quick_package(tmp / "package", args.architecture)
     store = SQLiteStore(tmp / "data" / "parkcast.sqlite3") if (tmp / "data").mkdir() is None else None
     import_csv(store, SAMPLE, BIRMINGHAM, "Europe/London")
     lots = store.list_lots()
@@ -145,7 +150,9 @@ def main() -> None:
     finally:
         sup.stop()
 
-    print(f"\nparkcast serving benchmark (model {model.name}, {os.cpu_count()} CPUs, 1 onnxruntime thread)")
+    manifest = json.loads((model / "manifest.json").read_text())
+    print(f"\nparkcast serving benchmark (model {manifest.get('version', model.name)}, "
+          f"architecture {manifest.get('architecture')}, {os.cpu_count()} CPUs, 1 onnxruntime thread)")
     print(f"{'measure':<44} {'p50 ms':>8} {'p99 ms':>8} {'n':>5}")
     for name, ms in (("/invocations, 1 lot", one_ms), (f"/invocations, {len(instances)} lots", many_ms),
                      ("POST /v1/readings -> forecast stored", e2e_ms)):

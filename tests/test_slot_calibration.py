@@ -694,3 +694,13 @@ def test_auto_is_the_calibrate_default_and_avoids_the_full_modes_measured_harm(t
     assert head["chose"] == "threshold"
     plain = float(((p >= 0.5) == (truth == 1))[known].mean())
     assert accuracy(head) >= plain - 0.002 > accuracy(fit_calibration(e, p, np.array(ids))) + 0.05
+
+
+def test_the_packaged_model_card_is_what_its_metrics_and_the_benchmark_rows_write():
+    """The card beside the model is generated (slot_training.model_card) from metrics.json and the
+    LOSO rows in docs/slots-loso.jsonl: a hand edit to one that the other lacks fails here."""
+    from slot_training.training import model_card
+
+    models = REPO / "edge_runtime" / "models"
+    loso = [json.loads(line) for line in (REPO / "docs" / "slots-loso.jsonl").read_text().splitlines() if line]
+    assert (models / "MODEL_CARD.md").read_text() == model_card(json.loads((models / "metrics.json").read_text()), loso)
