@@ -151,7 +151,7 @@ def main() -> None:
         sup.stop()
 
     manifest = json.loads((model / "manifest.json").read_text())
-    print(f"\nparkcast serving benchmark (model {manifest.get('version', model.name)}, "
+    print(f"\nparkcast serving benchmark (model {manifest.get('model_version', model.name)}, "
           f"architecture {manifest.get('architecture')}, {os.cpu_count()} CPUs, 1 onnxruntime thread)")
     print(f"{'measure':<44} {'p50 ms':>8} {'p99 ms':>8} {'n':>5}")
     for name, ms in (("/invocations, 1 lot", one_ms), (f"/invocations, {len(instances)} lots", many_ms),
