@@ -113,3 +113,25 @@ def test_dagster_dev_serves_the_graph(tmp_path):
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+
+
+def test_key_check_fails_on_a_partition_holding_a_reading_twice(resource):
+    """A partition written by something other than the export (a manual copy, a bad merge) that
+    holds one key twice fails the check, and the metadata says which day and how many."""
+    import io
+
+    import polars as pl
+
+    from parking_core.export import partition_key, read_partition
+
+    dg.materialize([daily_readings], resources={"parkcast": resource}, partition_key="2016-10-04")
+    objects = resource.objects()
+    day = date(2016, 10, 4)
+    frame = read_partition(objects, "readings", day)
+    buf = io.BytesIO()
+    pl.concat([frame, frame.head(3)]).write_parquet(buf)
+    objects.put_bytes(partition_key("readings", day), buf.getvalue())
+    result = dg.materialize([daily_readings, exported_keys_unique], resources={"parkcast": resource},
+                            partition_key="2016-10-05")  # exports the next day; the check reads every day
+    (evaluation,) = result.get_asset_check_evaluations()
+    assert not evaluation.passed and evaluation.metadata["duplicates"].value == {"2016-10-04": 3}
