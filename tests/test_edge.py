@@ -13,7 +13,7 @@ import subprocess
 import sys
 import threading
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -82,6 +82,15 @@ def test_perspective_crop_fills_the_patch_with_the_slot():
     frame.paste((255, 0, 0), (60, 40, 140, 100))  # the slot: a red rectangle
     patch = np.asarray(crop(frame, [(140, 100), (60, 100), (60, 40), (140, 40)], 32), dtype=int)
     assert (patch[2:-2, 2:-2, 0] > 200).all() and (patch[2:-2, 2:-2, 2] < 50).all()
+    # A slanted slot (PKLot space 1's shape): its bounding box would hold blue corners; the
+    # perspective crop holds only the slot.
+    from PIL import ImageDraw
+
+    quad = [(278, 230), (290, 186), (324, 185), (308, 230)]
+    frame = Image.new("RGB", (400, 300), (0, 0, 255))
+    ImageDraw.Draw(frame).polygon(quad, fill=(255, 0, 0))
+    patch = np.asarray(crop(frame, quad, 32), dtype=int)
+    assert (patch[3:-3, 3:-3, 0] > 200).all() and (patch[3:-3, 3:-3, 2] < 50).all()
 
 
 # -- the packaged classifier -----------------------------------------------------------------
@@ -130,14 +139,39 @@ def test_hysteresis_does_not_flicker():
     smoother = Smoother(1, alpha=0.5, on=0.6, off=0.4)
     seen = [bool(smoother.update([p])[0]) for p in [0.2, 0.55, 0.45, 0.58, 0.5, 0.9, 0.95, 0.5, 0.45, 0.6, 0.1, 0.05]]
     assert seen == [False, False, False, False, False, True, True, True, True, True, False, False]
+    # Without averaging: between `off` and `on` the state holds, where a 0.5 cut would flip each frame.
+    raw = Smoother(1, alpha=1.0, on=0.6, off=0.4)
+    assert [bool(raw.update([p])[0]) for p in [0.7, 0.45, 0.55, 0.45, 0.3, 0.55, 0.59, 0.61]] == \
+        [True, True, True, True, False, False, False, True]
+    # The state follows the average, not the frame: one confident frame after an empty one is not a car.
+    averaged = Smoother(1, alpha=0.5, on=0.6, off=0.4)
+    assert [bool(averaged.update([p])[0]) for p in [0.0, 1.0, 1.0]] == [False, False, True]
 
 
 def test_the_edge_needs_neither_torch_nor_dagster():
-    code = ("import sys\nfrom edge_runtime import cli, daemon, uploader, outbox, classifier, sources\n"
-            "heavy = {m.split('.')[0] for m in sys.modules} & {'torch', 'dagster', 'lightning', 'pandas', 'polars'}\n"
-            "print(sorted(heavy) or 'ok')")
-    r = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
-    assert r.stdout.strip() == "ok", r.stdout + r.stderr
+    """Every module of edge_runtime imported (the CLI loads some lazily), and the classifier run on
+    a frame, in a process where the heavy libraries cannot be imported at all."""
+    code = (
+        "import sys\n"
+        "for heavy in ('torch', 'dagster', 'lightning', 'pandas', 'polars', 'sklearn'):\n"
+        "    sys.modules[heavy] = None  # importing it raises ImportError\n"
+        "import importlib, pkgutil, edge_runtime\n"
+        "names = [m.name for m in pkgutil.iter_modules(edge_runtime.__path__)]\n"
+        "for name in names:\n"
+        "    importlib.import_module(f'edge_runtime.{name}')\n"
+        "from PIL import Image\n"
+        "from edge_runtime.classifier import SlotClassifier\n"
+        "from edge_runtime.preprocess import crop_all\n"
+        "from edge_runtime.slotmap import load_slot_map\n"
+        f"frame = Image.open({str(FRAMES[0])!r}).convert('RGB')\n"
+        f"slots = load_slot_map({str(FRAMES[0].with_suffix('.xml'))!r})\n"
+        "classifier = SlotClassifier()\n"
+        "p, _ = classifier.outputs(crop_all(frame, slots, classifier.size))\n"
+        "print(len(names), len(p))\n")
+    r = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    modules, patches = map(int, r.stdout.split())
+    assert modules >= 15 and patches == 100
 
 
 # -- the daemon against the real API -----------------------------------------------------------
@@ -331,8 +365,16 @@ def test_a_wrong_clock_holds_readings_back(tmp_path, api_site):
     assert daemon.process(Image.open(FRAMES[0])) is None
     assert daemon.stats["clock_holds"] == 1 and daemon.outbox.counts()["pending"] == 0
     daemon.clock = lambda: datetime.now(UTC)
+    daemon.smoother.__init__(100, alpha=1.0, on=0.5, off=0.4999)  # states follow each frame at once
     reading = daemon.process(Image.open(FRAMES[0]))
     assert reading["capacity"] == 100 and len(reading["slots"]) == 100
+    assert daemon.outbox.counts()["pending"] == 1
+    # A clock set back behind the last reading (an NTP step, a dead RTC battery): held back too,
+    # although the next frame shows other states.
+    back = datetime.fromisoformat(reading["observed_at"]) - timedelta(minutes=5)
+    daemon.clock = lambda: back
+    assert daemon.process(Image.open(FRAMES[1])) is None
+    assert daemon.stats["clock_holds"] == 2 and daemon.outbox.counts()["pending"] == 1
     daemon.outbox.close()
 
 

@@ -327,6 +327,12 @@ def test_forecast_cli(tft_package, data_dir, monkeypatch):
         body = json.loads(r.output)
         assert body["source"] == "model" and len(body["steps"]) == 8
         assert body["steps"][0]["target_time"].startswith("2016-11-22T11:30")
+        from parking_core.store import open_store
+
+        store = open_store(config.get_settings())  # --save stored exactly what was printed
+        saved = store.latest_forecast("Shopping")
+        store.close()
+        assert saved is not None and saved.model_dump(mode="json") == body
         r = runner.invoke(main, ["forecast", "--lot", "Shopping", "--at", "2016-11-22 11:05",
                                  "--model", str(tft_package.path)])
         assert "P(free)" in r.output and r.output.count("2016-11-2") >= 8

@@ -284,6 +284,11 @@ def test_evaluate_promote_trigger(aws, gbm_package):
     assert variant["ServerlessConfig"] == {"MemorySizeInMB": 2048, "MaxConcurrency": 5}
     model = sm.describe_model(ModelName=variant["ModelName"])
     assert model["ExecutionRoleArn"] == ROLE
+    # ... serving the approved version's package in the serving image.
+    container = model["PrimaryContainer"]
+    assert container["Image"] == os.environ["PARKCAST_SERVING_IMAGE"]
+    assert container["ModelDataSource"]["S3DataSource"]["S3Uri"] == uri.rstrip("/") + "/"
+    assert container["Environment"]["PARKCAST_MODEL_VERSION"] == str(v1.version)
     assert reg.production(GROUP).version == v1.version
 
     # A version found worse on the evaluation window, approved: refused, endpoint untouched.

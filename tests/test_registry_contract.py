@@ -77,3 +77,11 @@ def test_production_pointer_and_rollback(registry):
     with pytest.raises(RegistryError):
         rollback(registry, GROUP)
     assert registry.get(GROUP, 3).status == ApprovalStatus.PENDING  # nothing approved by itself
+    # A rejected previous version is skipped: production 3 then 4, 3 rejected -> back to 1.
+    (v4,) = register(registry)
+    for version in (3, v4.version):
+        registry.set_status(GROUP, version, ApprovalStatus.APPROVED)
+        registry.set_production(GROUP, version)
+    registry.set_status(GROUP, 3, ApprovalStatus.REJECTED, "regression found")
+    assert registry.production_history(GROUP) == [1, 2, 1, 3, v4.version]
+    assert rollback(registry, GROUP).version == 1 and registry.production(GROUP).version == 1

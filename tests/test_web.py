@@ -3,6 +3,7 @@ real API and forecast endpoint on loopback, with the sample data."""
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import signal
@@ -122,6 +123,16 @@ def test_lot_page_draws_the_forecast_with_its_band(system, browser):
     assert page.locator("#forecast-chart path.actual").count() == 1
     cells = page.locator("#forecast-steps .prob-free").all_inner_texts()
     assert cells == [f"{round(s['prob_free'] * 100)}%" for s in forecast["steps"]]
+    # The band: P90 along the top and P10 back along the bottom, one point each per step (SVG y
+    # grows downwards, so the top edge is never below the bottom one), and the table says the same.
+    steps = forecast["steps"]
+    points = page.locator("#forecast-chart polygon.band").get_attribute("points").split()
+    ys = [float(xy.split(",")[1]) for xy in points]
+    top, bottom = ys[:len(steps)], ys[len(steps):][::-1]
+    assert len(ys) == 2 * len(steps) and all(t <= b for t, b in zip(top, bottom, strict=True)) and top != bottom
+    js_pct = lambda rate: f"{math.floor(rate * 100 + 0.5)}%"  # noqa: E731 - Math.round, as the page
+    band = page.locator("#forecast-steps td:nth-child(3)").all_inner_texts()
+    assert band == [f"{js_pct(s['p10'])}–{js_pct(s['p90'])}" for s in steps]
     assert page.locator("#lot-occupied").inner_text().startswith("1300 /")
 
     # A new reading -> a new forecast -> the page follows without a reload.
