@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from conftest import T0, make_lot, make_reading
@@ -36,6 +36,11 @@ def test_export_layout_counts_and_idempotency(filled, tmp_path):
     frame = read_partition(objects, "readings", day)
     assert frame.columns == ["lot_id", "device_id", "observed_at", "capacity", "occupied", "slots"]
     assert str(frame["observed_at"].dtype) == "Datetime(time_unit='us', time_zone='UTC')"
+    start = datetime(2016, 10, 4, tzinfo=UTC)
+    stored = {(r.lot_id, r.device_id, r.observed_at, r.capacity, r.occupied)
+              for lot in ("LOT-A", "LOT-B") for r in filled.query_readings(lot, start, start + timedelta(days=1))}
+    exported = set(frame.select(["lot_id", "device_id", "observed_at", "capacity", "occupied"]).iter_rows())
+    assert exported == stored and len(stored) == 11  # the day's readings, value for value
     before = objects.get_bytes(partition_key("readings", day))
     again = export_day(filled, objects, day)
     assert again.written == [] and objects.get_bytes(partition_key("readings", day)) == before
