@@ -21,7 +21,8 @@ def main() -> None:
 
 @main.command()
 @click.option("--config", "config_path", required=True, type=click.Path(path_type=Path), help="edge.toml")
-@click.option("--log-level", default="INFO", show_default=True)
+@click.option("--log-level", default="INFO", show_default=True,
+              type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False))
 def run(config_path: Path, log_level: str) -> None:
     """Watch the car park and report readings until stopped (SIGTERM / Ctrl-C)."""
     from edge_runtime.adapt import AdaptError
@@ -100,15 +101,19 @@ def _classifier(model: Path | None, adapter: Path | None = None, calibration: Pa
 @click.option("--adapter", type=click.Path(dir_okay=False, path_type=Path), default=None)
 @click.option("--calibration", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="calibration from `parkcast-edge calibrate`")
+@click.option("--replace", is_flag=True, help="label a frame again even where its rows were corrected")
 def label(frame: Path, slots_path: Path, out: Path, model: Path | None, adapter: Path | None,
-          calibration: Path | None) -> None:
+          calibration: Path | None, replace: bool) -> None:
     """Cut a frame's slots out for labelling: OUT/patches/*.png (exactly what the model sees),
     OUT/labels.csv pre-filled with the model's guesses (correct the `occupied` column: 1 taken,
     0 free; delete a row to leave a slot out) and OUT/<frame>.overlay.png with slot ids."""
-    from edge_runtime.labels import write_label_set
+    from edge_runtime.labels import LabelSetError, write_label_set
 
     image, slot_map = _frame_and_map(frame, slots_path)
-    result = write_label_set(image, frame.stem, slot_map, _classifier(model, adapter, calibration), out)
+    try:
+        result = write_label_set(image, frame.stem, slot_map, _classifier(model, adapter, calibration), out, replace)
+    except LabelSetError as exc:
+        raise click.ClickException(str(exc)) from None
     click.echo(json.dumps(result))
     click.echo(f"correct {result['labels']} (occupied: 1 taken, 0 free), using {result['overlay']} to find "
                "each slot id; then: parkcast-edge adapt --labels LABELS --out adapter.json"

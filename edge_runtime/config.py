@@ -6,12 +6,17 @@ from __future__ import annotations
 import logging
 import math
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import get_type_hints
 
 log = logging.getLogger("parkcast.edge")
+
+
+# The API's id rule (parking_core.contracts.ID_PATTERN; a test holds them equal): the edge stands alone.
+ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9 ._:-]{0,63}")
 
 
 class ConfigError(ValueError):
@@ -145,6 +150,10 @@ def load_config(path: Path | str) -> EdgeConfig:
         raise ConfigError(f"{path} [smoothing]: need 0 < alpha <= 1 and 0 <= off < on <= 1")
     if not 1 <= config.upload.batch <= 100:
         raise ConfigError(f"{path} [upload]: batch must be 1..100 (the API's limit)")
+    for name in ("lot_id", "device_id"):  # the API refuses other ids: every reading would be lost
+        if not ID_RE.fullmatch(getattr(config, name)):
+            raise ConfigError(f"{path}: {name} {getattr(config, name)!r} must be 1-64 characters: letters, digits, "
+                              "space, '.', '_', ':' or '-', starting with a letter or digit (as the API's)")
     check_self_calibration(config, f"{path} [self_calibration]")
     return config
 

@@ -26,8 +26,38 @@ def _safe(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
 
 
-def write_label_set(image: Image.Image, frame_name: str, slot_map, classifier, out: Path) -> dict:
+class LabelSetError(ValueError):
+    pass
+
+
+def corrected_rows(labels: Path, frame_name: str) -> int:
+    """How many of a frame's rows in labels.csv a person changed from the model's guess."""
+    if not labels.exists():
+        return 0
+    with open(labels, newline="") as fh:
+        rows = [r for r in csv.DictReader(fh) if r.get("frame") == frame_name]
+    try:
+        return sum(int(r["occupied"]) != int(float(r["model_p"]) >= 0.5) for r in rows)
+    except (KeyError, TypeError, ValueError):  # hand-edited beyond the columns: treat every row as a person's
+        return len(rows)
+
+
+def write_label_set(image: Image.Image, frame_name: str, slot_map, classifier, out: Path,
+                    replace: bool = False) -> dict:
+    """Write a frame's patches, its rows of labels.csv and its overlay. Refuses slot ids that
+    would share a patch file, and a frame whose rows a person already corrected (unless `replace`)."""
     out = Path(out)
+    names: dict[str, str] = {}
+    for slot in slot_map.slots:
+        other = names.setdefault(_safe(slot.slot_id), slot.slot_id)
+        if other != slot.slot_id:
+            raise LabelSetError(f"slots {other!r} and {slot.slot_id!r} would share the patch file "
+                                f"{_safe(frame_name)}__{_safe(slot.slot_id)}.png: rename one in the slot map")
+    corrected = corrected_rows(out / "labels.csv", frame_name)
+    if corrected and not replace:
+        raise LabelSetError(f"{out / 'labels.csv'} already holds {corrected} corrected row(s) for frame "
+                            f"{frame_name!r}; labelling it again would replace them: pass --replace to do so, or "
+                            "use another --out folder (or rename the frame file)")
     (out / "patches").mkdir(parents=True, exist_ok=True)
     patches = [crop(image, s.points, classifier.size) for s in slot_map.slots]
     probabilities = classifier.predict(to_array(patches, classifier.size))

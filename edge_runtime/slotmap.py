@@ -22,6 +22,8 @@ import xml.etree.ElementTree as ET  # nosec B405
 from dataclasses import dataclass, field
 from pathlib import Path
 
+MAX_ID = 64  # the API's limit on slot, lot and device ids (parking_core.contracts)
+
 
 class SlotMapError(ValueError):
     pass
@@ -78,20 +80,29 @@ def load_pklot_xml(path: Path) -> SlotMap:
         sid = space.get("id")
         if not sid:
             raise SlotMapError(f"{path}: a <space> without an id")
-        contour = _children(space, "contour")
-        points = [(float(p.get("x")), float(p.get("y"))) for p in _children(contour[0], "point")] if contour else []
-        if not points:
-            rect = _children(space, "rotatedrect")
-            if not rect:
-                raise SlotMapError(f"{path}: space {sid} has neither a contour nor a rotatedRect")
-            center, size, angle = (_children(rect[0], t) for t in ("center", "size", "angle"))
-            if not (center and size and angle):
-                raise SlotMapError(f"{path}: space {sid}: rotatedRect needs center, size and angle")
-            points = _rect_corners(float(center[0].get("x")), float(center[0].get("y")), float(size[0].get("w")),
-                                   float(size[0].get("h")), float(angle[0].get("d")))
+        try:
+            points = _xml_points(space, sid, path)
+        except (TypeError, ValueError):  # a missing or non-numeric attribute
+            raise SlotMapError(f"{path}: space {sid}: coordinates must be numbers") from None
         occupied = space.get("occupied")
         slots.append(Slot(sid, tuple(points), None if occupied in (None, "") else occupied == "1"))
     return SlotMap(slots, lot_id=root.get("id"), source=str(path))
+
+
+def _xml_points(space, sid: str, path: Path) -> list[tuple[float, float]]:
+    """A <space>'s corners: its contour, else the corners of its rotatedRect."""
+    contour = _children(space, "contour")
+    points = [(float(p.get("x")), float(p.get("y"))) for p in _children(contour[0], "point")] if contour else []
+    if points:
+        return points
+    rect = _children(space, "rotatedrect")
+    if not rect:
+        raise SlotMapError(f"{path}: space {sid} has neither a contour nor a rotatedRect")
+    center, size, angle = (_children(rect[0], t) for t in ("center", "size", "angle"))
+    if not (center and size and angle):
+        raise SlotMapError(f"{path}: space {sid}: rotatedRect needs center, size and angle")
+    return _rect_corners(float(center[0].get("x")), float(center[0].get("y")), float(size[0].get("w")),
+                         float(size[0].get("h")), float(angle[0].get("d")))
 
 
 def load_slots_csv(path: Path, frame: str | None = None) -> SlotMap:
@@ -160,6 +171,8 @@ def validate(slot_map: SlotMap, frame_size: tuple[int, int] | None = None) -> No
     seen = set()
     size = frame_size or slot_map.frame_size
     for s in slot_map.slots:
+        if not 1 <= len(s.slot_id) <= MAX_ID:  # the API refuses such a reading: every one would be lost
+            raise SlotMapError(f"{where}: slot id {s.slot_id!r} must be 1-{MAX_ID} characters")
         if s.slot_id in seen:
             raise SlotMapError(f"{where}: slot id {s.slot_id} appears twice")
         seen.add(s.slot_id)

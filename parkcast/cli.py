@@ -26,8 +26,15 @@ def _store() -> Store:
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
 def main(verbose: bool) -> None:
     """parkcast: smart parking with occupancy forecasts and drift-gated retraining."""
+    from pydantic import ValidationError
+
+    try:
+        settings = get_settings()
+    except ValidationError as exc:  # a PARKCAST_* variable out of range: say which, not a traceback
+        raise click.ClickException("bad settings: " + "; ".join(
+            f"PARKCAST_{'_'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in exc.errors())) from None
     logging.basicConfig(
-        level=logging.DEBUG if verbose else get_settings().log_level,
+        level=logging.DEBUG if verbose else settings.log_level,
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
     if not verbose:
@@ -77,7 +84,8 @@ def serve_model(model_dir: Path | None, host: str, port: int, threads: int) -> N
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--columns", default=None,
               help="Column mapping: lot=...,time=...,occupied=... (or free=...),capacity=...")
-@click.option("--timezone", default=None, help="IANA timezone of naive times (Birmingham: Europe/London).")
+@click.option("--timezone", default=None,
+              help="IANA timezone of naive times (default: the store's lots', else Europe/London).")
 @click.option("--device-id", default="csv-import", show_default=True, help="Device id recorded on the readings.")
 @click.option("--step-minutes", type=int, default=30, show_default=True, help="Grid step for new lots.")
 @click.option("--show-rejected", type=int, default=10, show_default=True, help="Rejected rows to list.")
@@ -85,7 +93,7 @@ def import_csv_command(
     file: Path, columns: str | None, timezone: str | None, device_id: str, step_minutes: int, show_rejected: int
 ) -> None:
     """Import a CSV of readings (Birmingham format out of the box). Idempotent."""
-    from parking_core.csv_import import BIRMINGHAM, BIRMINGHAM_TIMEZONE, ColumnMapping, CsvFormatError, import_csv
+    from parking_core.csv_import import BIRMINGHAM, ColumnMapping, CsvFormatError, import_csv
 
     try:
         mapping = ColumnMapping.parse(columns) if columns else BIRMINGHAM
@@ -93,7 +101,7 @@ def import_csv_command(
             _store(),
             file,
             mapping,
-            timezone or BIRMINGHAM_TIMEZONE,
+            timezone,  # None: the store's lots' timezone (Europe/London for an empty store)
             device_id=device_id,
             step_minutes=step_minutes,
         )
@@ -249,17 +257,20 @@ def train(csv_path, columns, timezone, horizon, step_minutes, out, architectures
     from parking_core.forecasting.workflows import train_package
 
     settings = get_settings()
-    if csv_path is not None:
-        tz = timezone or "Europe/London"
-        frame = _read_csv(csv_path, columns, tz)
-    else:
-        frame, tz, step_minutes = store_training_frame(_store())
-    cfg = _train_config(horizon, architectures, max_epochs, seed)
     import tempfile
 
-    with tempfile.TemporaryDirectory() as tmp:
-        package, _ = train_package(frame, tz, step_minutes, Path(out or tmp) / "package", cfg)
-        target = package.path if out else install_package(settings, package)
+    try:  # what the data or the options cannot give (no lots, two grids, gbm with a network) is a message
+        if csv_path is not None:
+            tz = timezone or "Europe/London"
+            frame = _read_csv(csv_path, columns, tz)
+        else:
+            frame, tz, step_minutes = store_training_frame(_store())
+        cfg = _train_config(horizon, architectures, max_epochs, seed)
+        with tempfile.TemporaryDirectory() as tmp:
+            package, _ = train_package(frame, tz, step_minutes, Path(out or tmp) / "package", cfg)
+            target = package.path if out else install_package(settings, package)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
     metrics = package.metrics
     click.echo(f"model {package.version} ({metrics['selected']}) -> {target}")
     if metrics["selected"] != "gbm":  # the networks compared on their validation block
@@ -304,6 +315,10 @@ def forecast(lot_id, at, model_dir, as_json, save) -> None:
         when = parse_local(at, lot.timezone) if at else None
     except (ValueError, FileNotFoundError) as exc:
         raise click.ClickException(str(exc)) from None
+    from datetime import UTC, datetime
+
+    if save and when is not None and when > datetime.now(UTC):  # it would hide every real forecast until then
+        raise click.ClickException(f"--at {at} is in the future: a forecast issued then cannot be saved now")
     result = forecast_lot(store, lot_id, package, package.forecaster(), at=when)
     if save:
         store.put_forecast(result)

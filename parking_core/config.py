@@ -44,7 +44,7 @@ class Settings(BaseSettings):
     max_json_string: int = Field(default=1024, ge=64)
     # The dashboard's origin when it is served from elsewhere (S3 + CloudFront); the only origin CORS allows.
     cors_origin: str | None = None
-    log_level: str = "INFO"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     registry: Literal["local", "sagemaker"] = "local"
     model_group: str = "parkcast-forecaster"
     # Forecast endpoint the ingestion flow calls after storing readings.

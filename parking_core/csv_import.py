@@ -25,7 +25,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import ValidationError
 from tqdm import tqdm
@@ -156,7 +156,10 @@ def read_readings(
 ) -> Iterator[tuple[int, Reading | Rejection]]:
     """Yield (line number, reading or rejection) per data row, cleaning as documented above;
     shift_days moves every reading by whole local days (a replay of old data in the present)."""
-    zone = ZoneInfo(timezone)
+    try:
+        zone = ZoneInfo(timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise CsvFormatError(f"unknown IANA timezone {timezone!r} (e.g. Europe/London, America/Chicago)") from None
     with open(path, newline="", encoding="utf-8-sig") as fh:
         reader = csv.DictReader(fh, delimiter=header_delimiter(fh.readline().removeprefix("\ufeff"), mapping.columns))
         fh.seek(0)
@@ -224,13 +227,19 @@ def import_csv(
     store: Store,
     path: Path | str,
     mapping: ColumnMapping = BIRMINGHAM,
-    timezone: str = BIRMINGHAM_TIMEZONE,
+    timezone: str | None = BIRMINGHAM_TIMEZONE,
     device_id: str = "csv-import",
     step_minutes: int = 30,
     progress: bool | None = None,
     shift_days: int = 0,
 ) -> ImportReport:
-    """Idempotent: importing the same file twice (with the same shift) stores each reading once."""
+    """Idempotent: importing the same file twice (with the same shift) stores each reading once.
+    timezone None: the one the store's lots share (Europe/London for an empty store). A file is
+    refused before anything is written if it would read an existing lot's naive times in another
+    timezone than the lot's (every reading would be shifted)."""
+    timezone = timezone or _store_timezone(store)
+    if not (isinstance(step_minutes, int) and 1 <= step_minutes <= 1440 and 1440 % step_minutes == 0):
+        raise CsvFormatError(f"grid step {step_minutes!r} minutes: it must divide a day (1440 minutes)")
     report = ImportReport()
     parsed = list(read_readings(path, mapping, timezone, device_id, shift_days))
     report.rows = len(parsed)
@@ -240,6 +249,11 @@ def import_csv(
     capacities: dict[str, Counter[int]] = {}
     for _, r in readings:
         capacities.setdefault(r.lot_id, Counter())[r.capacity] += 1
+    for lot_id in sorted(capacities):
+        lot = store.get_lot(lot_id)
+        if lot is not None and lot.timezone != timezone:
+            raise CsvFormatError(f"lot {lot_id} is in {lot.timezone}: reading this file's times in {timezone} "
+                                 f"would shift them; pass --timezone {lot.timezone} (nothing was imported)")
     for lot_id, counts in sorted(capacities.items()):
         if store.get_lot(lot_id) is None:
             capacity = counts.most_common(1)[0][0]
@@ -258,6 +272,13 @@ def import_csv(
     bar.close()
     report.rejected.sort(key=lambda r: r.line)
     return report
+
+
+def _store_timezone(store: Store) -> str:
+    zones = sorted({lot.timezone for lot in store.list_lots()})
+    if len(zones) > 1:
+        raise CsvFormatError(f"the store's lots are in {', '.join(zones)}: pass --timezone for this file")
+    return zones[0] if zones else BIRMINGHAM_TIMEZONE
 
 
 def read_frame(path: Path | str, mapping: ColumnMapping, timezone: str, strict: bool = True):

@@ -13,7 +13,7 @@ from datetime import date
 import pandas as pd
 import polars as pl
 
-from parking_core.export import READING_SCHEMA, exported_days, read_partition
+from parking_core.export import READING_SCHEMA, exported_days, partition_key, read_partition
 from parking_core.objectstore import ObjectStore
 
 DATASET_KEY = "dataset/readings.parquet"
@@ -31,9 +31,19 @@ def load(objects: ObjectStore) -> pl.DataFrame:
     return pl.read_parquet(io.BytesIO(objects.get_bytes(DATASET_KEY)))
 
 
+def partition_hash(objects: ObjectStore, day: date) -> str | None:
+    """The content hash of a day's readings partition, from its export manifest."""
+    key = partition_key("readings", day, "_manifest.json")
+    return objects.get_json(key).get("sha256") if objects.exists(key) else None
+
+
 def new_days(objects: ObjectStore) -> list[date]:
-    done = set((manifest(objects) or {}).get("days", []))
-    return [d for d in exported_days(objects) if d.isoformat() not in done]
+    """Exported days not merged yet, and merged days whose export changed since (readings that
+    arrived late, e.g. from an edge outbox after an outage, and were exported again)."""
+    info = manifest(objects) or {}
+    done, hashes = set(info.get("days", [])), info.get("day_hashes", {})
+    return [d for d in exported_days(objects) if d.isoformat() not in done
+            or (d.isoformat() in hashes and hashes[d.isoformat()] != partition_hash(objects, d))]
 
 
 def read_days(objects: ObjectStore, days: list[date]) -> pl.DataFrame:
@@ -54,6 +64,8 @@ def consolidate(objects: ObjectStore, days: list[date]) -> dict:
     payload = buf.getvalue()
     info = {
         "days": sorted({*(manifest(objects) or {}).get("days", []), *(d.isoformat() for d in days)}),
+        "day_hashes": {**(manifest(objects) or {}).get("day_hashes", {}),
+                       **{d.isoformat(): partition_hash(objects, d) for d in days}},
         "rows": merged.height,
         "data_hash": hashlib.sha256(payload).hexdigest(),
         "schema": {k: str(v) for k, v in READING_SCHEMA.items()},

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import os
+from datetime import UTC, datetime
 
 from click.testing import CliRunner
 from conftest import SAMPLE_CSV
@@ -85,3 +86,36 @@ def test_registry_commands(data_dir):
     assert "<- production" in run(["registry", "list"], data_dir).output
     r = run(["registry", "rollback"], data_dir)
     assert r.exit_code != 0 and "no earlier approved" in r.output
+
+
+def test_bad_options_and_settings_are_messages_and_a_lot_keeps_its_timezone(data_dir, tmp_path, monkeypatch):
+    """import-csv into an existing lot reads naive times in the lot's timezone (never shifted by a
+    default), refuses another one before writing; bad options and settings are messages."""
+    first, second = tmp_path / "c1.csv", tmp_path / "c2.csv"
+    first.write_text("lot,time,cars,spaces\nLotC,2016-10-04 08:00:00,10,100\n")
+    second.write_text("lot,time,cars,spaces\nLotC,2016-10-05 08:00:00,12,100\n")
+    columns = ["--columns", "lot=lot,time=time,occupied=cars,capacity=spaces"]
+    assert run(["import-csv", str(first), *columns, "--timezone", "America/Chicago"], data_dir).exit_code == 0
+    r = run(["import-csv", str(second), *columns, "--timezone", "Europe/London"], data_dir)
+    assert r.exit_code == 1 and "lot LotC is in America/Chicago" in r.output and "nothing was imported" in r.output
+    assert run(["import-csv", str(second), *columns], data_dir).exit_code == 0  # the lot's own timezone
+    from zoneinfo import ZoneInfo
+
+    from parking_core.store.sqlite import SQLiteStore
+
+    store = SQLiteStore(data_dir / "parkcast.sqlite3")
+    lot = store.get_lot("LotC")
+    stored = store.query_readings("LotC", datetime(2016, 10, 1, tzinfo=UTC), datetime(2016, 10, 9, tzinfo=UTC))
+    times = [r.observed_at.astimezone(ZoneInfo(lot.timezone)).strftime("%m-%d %H:%M") for r in stored]
+    store.close()
+    assert times == ["10-04 08:00", "10-05 08:00"]
+
+    r = run(["import-csv", str(first), *columns, "--timezone", "Europe/Lndon"], data_dir)
+    assert r.exit_code == 1 and "unknown IANA timezone 'Europe/Lndon'" in r.output
+    r = run(["import-csv", str(first), *columns, "--step-minutes", "7"], data_dir)
+    assert r.exit_code == 1 and "must divide a day" in r.output
+    r = run(["train", "--architectures", "gbm,tft"], data_dir)
+    assert r.exit_code == 1 and "Error:" in r.output and "Traceback" not in r.output
+    monkeypatch.setenv("PARKCAST_LOG_LEVEL", "verbose")
+    r = run(["lots"], data_dir)
+    assert r.exit_code == 1 and "bad settings: PARKCAST_LOG_LEVEL" in r.output

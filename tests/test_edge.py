@@ -67,6 +67,14 @@ def test_pklot_xml_either_tag_case_csv_and_json_agree(tmp_path):
     ("<parking><space id='1'></parking>", ".xml", "not valid XML"),
     ("a,b\n1,2\n", ".csv", "missing column(s)"),
     ("", ".yaml", "unknown slot map format"),
+    ("<parking><space id='1'><contour><point x='1O' y='2'/></contour></space></parking>", ".xml",
+     "space 1: coordinates must be numbers"),
+    ("<parking><space id='1'><contour><point y='2'/></contour></space></parking>", ".xml",
+     "space 1: coordinates must be numbers"),
+    ('{"version": 1, "slots": [{"id": "' + "A" * 65 + '", "points": [[0,0],[9,0],[9,9],[0,9]]}]}', ".json",
+     "must be 1-64 characters"),
+    ('{"version": 1, "slots": [{"id": "", "points": [[0,0],[9,0],[9,9],[0,9]]}]}', ".json",
+     "slot id '' must be 1-64 characters"),
 ])
 def test_invalid_slot_maps_fail_with_a_clear_error(tmp_path, content, suffix, message):
     path = tmp_path / f"map{suffix}"
@@ -376,6 +384,24 @@ def test_a_wrong_clock_holds_readings_back(tmp_path, api_site):
     assert daemon.process(Image.open(FRAMES[1])) is None
     assert daemon.stats["clock_holds"] == 2 and daemon.outbox.counts()["pending"] == 1
     daemon.outbox.close()
+
+
+def test_ids_the_api_would_refuse_are_refused_at_start(tmp_path):
+    """A lot or device id the API refuses would make every reading a dead letter: the config is
+    refused instead, with the rule (the edge's copy of it equals the API's)."""
+    from edge_runtime.config import ID_RE, ConfigError, load_config
+    from parking_core.contracts import ID_PATTERN
+
+    assert ID_RE.pattern == ID_PATTERN[1:-1]
+    good = write_config(tmp_path, "http://127.0.0.1:9", "k", tmp_path)
+    assert load_config(good).lot_id == "pucpr"
+    for name, value in (("lot_id", "Broad St/1"), ("device_id", "x" * 65), ("lot_id", " lead")):
+        text = good.read_text().replace(f'{name} = "{"pucpr" if name == "lot_id" else "pi-pucpr"}"',
+                                        f"{name} = {json.dumps(value)}")
+        bad = tmp_path / f"bad-{name}.toml"
+        bad.write_text(text)
+        with pytest.raises(ConfigError, match=f"{name} .* must be 1-64 characters"):
+            load_config(bad)
 
 
 def test_an_invalid_slot_map_or_config_is_a_clear_error_at_start(tmp_path, api_site):

@@ -333,6 +333,9 @@ def test_forecast_cli(tft_package, data_dir, monkeypatch):
         saved = store.latest_forecast("Shopping")
         store.close()
         assert saved is not None and saved.model_dump(mode="json") == body
+        r = runner.invoke(main, ["forecast", "--lot", "Shopping", "--at", "2999-01-01 08:00", "--model",
+                                 str(tft_package.path), "--save"])
+        assert r.exit_code == 1 and "is in the future" in r.output  # it would hide every real forecast
         r = runner.invoke(main, ["forecast", "--lot", "Shopping", "--at", "2016-11-22 11:05",
                                  "--model", str(tft_package.path)])
         assert "P(free)" in r.output and r.output.count("2016-11-2") >= 8

