@@ -28,12 +28,13 @@ def run(config_path: Path, log_level: str) -> None:
     from edge_runtime.adapt import AdaptError
     from edge_runtime.config import load_config
     from edge_runtime.daemon import Daemon, setup_logging
+    from edge_runtime.outbox import OutboxError
     from edge_runtime.slotmap import SlotMapError
 
     setup_logging(log_level)
     try:
         daemon = Daemon(load_config(config_path))
-    except (ConfigError, SlotMapError, AdaptError, FileNotFoundError) as exc:
+    except (ConfigError, SlotMapError, AdaptError, OutboxError, FileNotFoundError) as exc:
         click.echo(f"parkcast-edge: {exc}", err=True)
         sys.exit(2)
     sys.exit(daemon.run())

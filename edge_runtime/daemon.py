@@ -100,6 +100,7 @@ class Daemon:
         self.uploader = Uploader(self.outbox, config.api_url, self.api_key, u.batch, u.timeout_s,
                                  u.backoff_base_s, u.backoff_max_s)
         self.stopping = threading.Event()
+        self.health_failing = False
         self.stats = {"frames": 0, "frame_errors": 0, "source_errors": 0, "readings": 0, "clock_holds": 0}
         self.last_states = None
         self.last_reading_at: datetime | None = None
@@ -207,10 +208,17 @@ class Daemon:
             health["self_calibration"] = {"frames": self.self_calibration.collected,
                                           "needed": self.self_calibration.frames, "mode": self.self_calibration.mode}
         path = Path(self.config.health_file)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(health, indent=1))
-        tmp.replace(path)
+        try:  # diagnostics only: a full or read-only disk here must never stop the counting
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(health, indent=1))
+            tmp.replace(path)
+        except OSError as exc:
+            if not self.health_failing:  # once per failure streak, not every frame
+                log.warning("health file not written; counting goes on", extra={"file": str(path), "error": str(exc)})
+            self.health_failing = True
+            return
+        self.health_failing = False
 
     def run(self, install_signals: bool = True) -> int:
         if install_signals:

@@ -36,13 +36,23 @@ def read_labels(labels_csv: Path, split: str | None = None) -> list[tuple[Path, 
         missing = {"path", "occupied"} - set(reader.fieldnames or [])
         if missing:
             raise ValueError(f"{labels_csv}: missing column(s) {', '.join(sorted(missing))} (need path,occupied)")
-        rows = []
+        rows, lines = [], {}
         for i, row in enumerate(reader, start=2):
             if split is not None and row.get("split") != split:
                 continue
-            if row["occupied"].strip() not in ("0", "1"):
-                raise ValueError(f"{labels_csv}:{i}: occupied must be 0 or 1, got {row['occupied']!r}")
-            rows.append((labels_csv.parent / row["path"].strip(), row["occupied"].strip() == "1"))
+            occupied, name = (row.get("occupied") or "").strip(), (row.get("path") or "").strip()
+            if occupied not in ("0", "1"):
+                raise ValueError(f"{labels_csv}:{i}: occupied must be 0 or 1, got {row.get('occupied')!r}")
+            if not name:
+                raise ValueError(f"{labels_csv}:{i}: no patch path")
+            path = labels_csv.parent / name
+            # One patch counted twice would pass the per-class minimum and leak into its own
+            # cross-validation fold: each patch once.
+            key = path.resolve()
+            if key in lines:
+                raise ValueError(f"{labels_csv}:{i}: patch {name} is already on line {lines[key]}; keep one row")
+            lines[key] = i
+            rows.append((path, occupied == "1"))
     if not rows:
         raise ValueError(f"{labels_csv}: no rows")
     return rows

@@ -89,6 +89,9 @@ def adapt_from_labels(labels_paths: list[Path], classifier, out: Path) -> dict:
     if classifier.adapter is not None or not classifier.has_embedding:
         raise ValueError("adapt needs the base model (with an embedding output, calibrated or not), "
                          "not an adapted one")
+    inputs = [*labels_paths, classifier.path] + ([classifier.calibration.path] if classifier.calibration else [])
+    if any(Path(out).resolve() == Path(p).resolve() for p in inputs):
+        raise ValueError(f"--out {out} would overwrite one of adapt's own inputs: name a new file, e.g. adapter.json")
     rows = [row for path in labels_paths for row in read_labels(path)]
     occupied = np.array([o for _, o in rows])
     check_labels(occupied)  # before reading any image: a clear message first

@@ -25,15 +25,24 @@ CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (id) WHERE sent_at IS NULL A
 """
 
 
+class OutboxError(ValueError):
+    pass
+
+
 class Outbox:
     def __init__(self, path: Path | str):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self._conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA synchronous=FULL")
-        self._conn.executescript(SCHEMA)
+        try:
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA synchronous=FULL")
+            self._conn.executescript(SCHEMA)
+        except sqlite3.DatabaseError as exc:  # not a database, or damaged: never overwrite what may be readings
+            self._conn.close()
+            raise OutboxError(f"{self.path} is not a readable outbox ({exc}): move it aside and start again; "
+                              "nothing was deleted") from None
 
     def put(self, reading: dict) -> bool:
         """False when a reading with the same key is already in (sent or not)."""

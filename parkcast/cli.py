@@ -312,6 +312,7 @@ def forecast(lot_id, at, model_dir, as_json, save) -> None:
         raise click.ClickException(f"no lot {lot_id!r}")
     try:
         package = ModelPackage.load(model_dir) if model_dir else current_package(get_settings())
+        forecaster = package.forecaster()
         when = parse_local(at, lot.timezone) if at else None
     except (ValueError, FileNotFoundError) as exc:
         raise click.ClickException(str(exc)) from None
@@ -319,7 +320,7 @@ def forecast(lot_id, at, model_dir, as_json, save) -> None:
 
     if save and when is not None and when > datetime.now(UTC):  # it would hide every real forecast until then
         raise click.ClickException(f"--at {at} is in the future: a forecast issued then cannot be saved now")
-    result = forecast_lot(store, lot_id, package, package.forecaster(), at=when)
+    result = forecast_lot(store, lot_id, package, forecaster, at=when)
     if save:
         store.put_forecast(result)
     if as_json:
@@ -398,23 +399,41 @@ def registry_approve(version: int, note: str) -> None:
 @click.argument("version", type=int)
 @click.option("--note", required=True, help="Who rejects and why.")
 def registry_reject(version: int, note: str) -> None:
-    """Reject a version."""
+    """Reject a version (not the one in production: roll back first)."""
     from parking_core.registry import ApprovalStatus
 
+    reg, group = _registry()
+    production = reg.production(group)
+    if production is not None and production.version == version:  # rejecting it would not stop serving it
+        raise click.ClickException(f"version {version} is in production: run `parkcast registry rollback` "
+                                   "first, then reject it")
     _set_status(version, ApprovalStatus.REJECTED, note)
+
+
+def _deploy():
+    """What puts a version behind the forecast endpoint here: the local CURRENT package, or the
+    SageMaker serverless endpoint when the registry is SageMaker's."""
+    settings = get_settings()
+    if settings.registry == "sagemaker":
+        from parking_core.aws.runtime import runtime
+
+        return runtime().deployer
+    from parking_core.forecasting.models_dir import deploy_locally
+
+    return lambda version: deploy_locally(settings, version)
 
 
 @registry.command("rollback")
 def registry_rollback() -> None:
-    """Put the previous production version back in production."""
+    """Put the previous production version back in production and behind the endpoint."""
     from parking_core.registry import RegistryError, rollback
 
     reg, group = _registry()
     try:
-        v = rollback(reg, group)
+        v = rollback(reg, group, _deploy())
     except RegistryError as exc:
         raise click.ClickException(str(exc)) from None
-    click.echo(f"production is now version {v.version} ({v.model_uri})")
+    click.echo(f"production is now version {v.version} ({v.model_uri}), deployed")
 
 
 @main.group()

@@ -350,6 +350,9 @@ def _parse_time(name: str, value: str | None) -> datetime | None:
     except ValidationError:
         raise InvalidInput(f"{name}: not an RFC 3339 date-time with an offset",
                            [FieldError(name, "not an RFC 3339 date-time with an offset")]) from None
+    except OverflowError:  # e.g. 9999-12-31T23:59:59-05:00 is past year 9999 in UTC
+        raise InvalidInput(f"{name}: outside the supported date range (years 1-9999 in UTC)",
+                           [FieldError(name, "outside the supported date range (years 1-9999 in UTC)")]) from None
 
 
 def readings_between(

@@ -150,6 +150,9 @@ def test_read_routes(api, keys):
     r = api.get("/v1/lots/LOT-A/readings", params={"start": params["end"], "end": params["start"]})
     assert r.status_code == 422
     assert api.get("/v1/lots/LOT-A/readings", params={**params, "limit": "x"}).status_code == 422
+    # Past year 9999 once in UTC: a clear 422, not a 500.
+    r = api.get("/v1/lots/LOT-A/readings", params={"start": params["start"], "end": "9999-12-31T23:59:59-05:00"})
+    assert r.status_code == 422 and "outside the supported date range" in r.json()["error"]["fields"][0]["message"]
 
 
 def test_openapi_is_served(api):

@@ -86,6 +86,37 @@ def test_registry_commands(data_dir):
     assert "<- production" in run(["registry", "list"], data_dir).output
     r = run(["registry", "rollback"], data_dir)
     assert r.exit_code != 0 and "no earlier approved" in r.output
+    r = run(["registry", "reject", "1", "--note", "too late"], data_dir)  # rejecting it would not stop serving it
+    assert r.exit_code == 1 and "version 1 is in production" in r.output and "rollback" in r.output
+    assert json.loads(run(["registry", "show", "1"], data_dir).output)["status"] == "Approved"
+
+
+def test_registry_rollback_puts_the_previous_package_behind_the_endpoint(data_dir, gbm_package, tmp_path):
+    import shutil
+
+    from parking_core.config import Settings
+    from parking_core.forecasting.models_dir import current_package, install_package
+    from parking_core.forecasting.package import ModelPackage, upload_package
+    from parking_core.objectstore import ObjectStore
+    from parking_core.registry.local import LocalModelRegistry
+
+    settings = Settings(data_dir=data_dir)
+    objects = ObjectStore(settings.objects_url)
+    second = tmp_path / "second"
+    shutil.copytree(gbm_package.path, second)
+    manifest = json.loads((second / "manifest.json").read_text())
+    (second / "manifest.json").write_text(json.dumps({**manifest, "model_version": "gbm-second"}))
+    reg = LocalModelRegistry(data_dir / "registry.sqlite3")
+    for i, path in enumerate((gbm_package.path, second)):
+        uri = upload_package(objects, path, f"models/run-{i}")
+        v = reg.register("parkcast-forecaster", uri, {}, {"run_id": f"r{i}"})
+        reg.set_status("parkcast-forecaster", v.version, "Approved", "ana")
+        reg.set_production("parkcast-forecaster", v.version)
+        install_package(settings, ModelPackage.load(path))
+    assert current_package(settings).version == "gbm-second"
+    r = run(["registry", "rollback"], data_dir)
+    assert r.exit_code == 0 and "production is now version 1" in r.output and "deployed" in r.output
+    assert current_package(settings).version == gbm_package.version  # what the endpoint loads now
 
 
 def test_bad_options_and_settings_are_messages_and_a_lot_keeps_its_timezone(data_dir, tmp_path, monkeypatch):

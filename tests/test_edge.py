@@ -363,6 +363,35 @@ def test_corrupt_frames_and_a_missing_camera_keep_the_daemon_up(tmp_path, api_si
         server.kill(signal.SIGTERM)
 
 
+def test_an_unwritable_health_file_or_a_damaged_outbox(tmp_path):
+    """The health file is diagnostics: when it cannot be written (a full or read-only disk) the
+    daemon counts on. An outbox that is not a database stops the start with a message, and the
+    file is left as it was (it may hold readings)."""
+    from edge_runtime.cli import main
+    from edge_runtime.config import load_config
+    from edge_runtime.daemon import Daemon
+
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the health file's folder should be")
+    config = write_config(tmp_path, "http://127.0.0.1:9", "k", frames_folder(tmp_path), source={"loop": False})
+    text = config.read_text().replace(str(tmp_path / "health.json"), str(blocker / "health.json"))
+    config.write_text(text)
+    daemon = Daemon(load_config(config))
+    for _ in range(2):  # what run() does per frame: the health write after each step must not raise
+        daemon.step()
+        daemon.write_health()
+    assert daemon.stats["readings"] >= 1 and daemon.outbox.counts()["pending"] >= 1 and daemon.health_failing
+    daemon.outbox.close()
+
+    outbox = tmp_path / "outbox.sqlite3"
+    for suffix in ("-wal", "-shm"):
+        Path(f"{outbox}{suffix}").unlink(missing_ok=True)
+    outbox.write_bytes(b"garbage, not SQLite" * 100)
+    r = CliRunner().invoke(main, ["run", "--config", str(config)])
+    assert r.exit_code == 2 and "is not a readable outbox" in r.output and "nothing was deleted" in r.output
+    assert outbox.read_bytes() == b"garbage, not SQLite" * 100
+
+
 def test_a_wrong_clock_holds_readings_back(tmp_path, api_site):
     from edge_runtime.config import load_config
     from edge_runtime.daemon import Daemon

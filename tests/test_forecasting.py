@@ -546,3 +546,35 @@ def test_gbm_inputs_never_see_the_future(readings):
     np.testing.assert_array_equal(a.x[early], b.x[early])
     np.testing.assert_array_equal(a.anchor[early], b.anchor[early])
     assert not np.array_equal(a.x[~early], b.x[~early])
+
+
+def test_a_tampered_or_incomplete_package_is_refused_with_a_message(gbm_package, tmp_path):
+    """Every file a package loads must be listed and checked; what onnxruntime cannot read is a
+    message, not a traceback."""
+    import json
+    import shutil
+
+    from parking_core.forecasting.package import ModelPackage
+
+    def tampered(name, edit):
+        path = tmp_path / name
+        shutil.copytree(gbm_package.path, path)
+        manifest = json.loads((path / "manifest.json").read_text())
+        edit(path, manifest)
+        (path / "manifest.json").write_text(json.dumps(manifest))
+        return path
+
+    no_files = tampered("no-files", lambda path, m: m.pop("files"))
+    unlisted = tampered("unlisted", lambda path, m: (m["files"].pop("model.onnx"),
+                                                     (path / "model.onnx").write_bytes(b"\0" * 1000)))
+    escaping = tampered("escaping", lambda path, m: m["files"].update({"../x": "0" * 64}))
+    for path, message in ((no_files, "lists no files"), (unlisted, "does not list model.onnx"),
+                          (escaping, "not a plain file name")):
+        with pytest.raises(ValueError, match=message):
+            ModelPackage.load(path)
+    broken = tampered("broken", lambda path, m: None)
+    (broken / "model.onnx").write_bytes(b"\0" * 1000)
+    with pytest.raises(ValueError, match="checksum mismatch"):
+        ModelPackage.load(broken)
+    with pytest.raises(ValueError, match="cannot be loaded by onnxruntime"):
+        ModelPackage.load(broken, verify=False).forecaster()

@@ -85,3 +85,15 @@ def test_production_pointer_and_rollback(registry):
     registry.set_status(GROUP, 3, ApprovalStatus.REJECTED, "regression found")
     assert registry.production_history(GROUP) == [1, 2, 1, 3, v4.version]
     assert rollback(registry, GROUP).version == 1 and registry.production(GROUP).version == 1
+    # Rollback deploys the version it goes back to first; a failed deployment moves nothing.
+    registry.set_production(GROUP, v4.version)
+    deployed = []
+    assert rollback(registry, GROUP, deployed.append).version == 1 and [v.version for v in deployed] == [1]
+    registry.set_production(GROUP, v4.version)
+
+    def fails(version):
+        raise RuntimeError("endpoint update failed")
+
+    with pytest.raises(RuntimeError, match="endpoint update failed"):
+        rollback(registry, GROUP, fails)
+    assert registry.production(GROUP).version == v4.version

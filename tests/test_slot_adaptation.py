@@ -125,6 +125,22 @@ def test_labelling_never_loses_a_persons_corrections_or_shares_a_patch_file(tmp_
     r = runner.invoke(main, ["label", "--frame", str(frame), "--slots", str(xml), "--out", str(out), "--replace"])
     assert r.exit_code == 0, r.output
 
+    # adapt never writes over its own inputs, and a hand-edited labels.csv is read strictly.
+    before = labels.read_bytes()
+    r = runner.invoke(main, ["adapt", "--labels", str(labels), "--out", str(labels)])
+    assert r.exit_code == 1 and "would overwrite one of adapt's own inputs" in r.output
+    assert labels.read_bytes() == before
+    rows = list(csv.DictReader(labels.read_text().splitlines()))
+    for name, edit, message in (("dup.csv", rows + rows[:1], "is already on line 2; keep one row"),
+                                ("short.csv", [dict(rows[0], occupied=None)] + rows[1:], "occupied must be 0 or 1")):
+        with open(out / name, "w", newline="") as fh:
+            writer = csv.DictWriter(fh, list(rows[0]))
+            writer.writeheader()
+            writer.writerows(edit)
+        r = runner.invoke(main, ["adapt", "--labels", str(out / name), "--out", str(tmp_path / "a.json")])
+        assert r.exit_code == 1 and message in r.output, r.output
+    assert not (tmp_path / "a.json").exists()
+
     clash = tmp_path / "clash.json"
     clash.write_text(json.dumps({"version": 1, "slots": [
         {"id": "A 1", "points": [[10, 10], [60, 10], [60, 60], [10, 60]]},

@@ -32,6 +32,7 @@ from parking_core.forecasting.grid import Cube, GridSpec
 from parking_core.forecasting.windows import ForecastRequest, InputSpec, WindowBuilder, decode_quantiles
 
 PACKAGE_FORMAT = 1
+REQUIRED_FILES = ("model.onnx", "preprocessing.json", "metrics.json")  # what load() and the forecaster read
 MIN_HISTORY_DAYS = 7  # fewer observed days than this: a flagged baseline answers instead
 
 
@@ -94,14 +95,23 @@ class ModelPackage:
 
     @classmethod
     def load(cls, path: Path | str, verify: bool = True) -> ModelPackage:
+        """The package at `path`, its files checked against the manifest's SHA-256 sums."""
         path = Path(path)
         manifest = json.loads((path / "manifest.json").read_text())
         if manifest.get("format") != PACKAGE_FORMAT:
             raise ValueError(f"{path}: unsupported package format {manifest.get('format')!r}")
         if verify:
-            for name, digest in manifest["files"].items():
-                if file_sha256(path / name) != digest:
-                    raise ValueError(f"{path}/{name}: checksum mismatch, the package is corrupt")
+            files = manifest.get("files")
+            if not isinstance(files, dict):
+                raise ValueError(f"{path}: the manifest lists no files; the package is incomplete")
+            unlisted = sorted(set(REQUIRED_FILES) - set(files))
+            if unlisted:  # every file loaded must be checked: a file outside the manifest is not
+                raise ValueError(f"{path}: the manifest does not list {', '.join(unlisted)}; the package is incomplete")
+            for name, digest in files.items():
+                if Path(name).name != name:
+                    raise ValueError(f"{path}: manifest file name {name!r} is not a plain file name")
+                if not (path / name).is_file() or file_sha256(path / name) != digest:
+                    raise ValueError(f"{path}/{name}: missing or checksum mismatch, the package is corrupt")
         preprocessing = json.loads((path / "preprocessing.json").read_text())
         metrics = json.loads((path / "metrics.json").read_text())
         return cls(path, manifest, preprocessing, metrics)
@@ -132,9 +142,14 @@ class ModelPackage:
         return rolling is None or not rolling.get("beats_weekly_level", False)
 
     def forecaster(self, threads: int = 1) -> OnnxForecaster:
-        if self.manifest["architecture"] == "gbm":
-            return CorrectionForecaster(self, threads=threads)
-        return OnnxForecaster(self, threads=threads)
+        try:
+            if self.manifest.get("architecture") == "gbm":
+                return CorrectionForecaster(self, threads=threads)
+            return OnnxForecaster(self, threads=threads)
+        except Exception as exc:
+            if type(exc).__module__.startswith("onnxruntime"):  # a graph onnxruntime cannot read
+                raise ValueError(f"{self.path}/model.onnx cannot be loaded by onnxruntime ({exc})") from None
+            raise
 
 
 class OnnxForecaster:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from parking_core.registry.port import (
     ApprovalStatus,
     InvalidTransition,
@@ -33,12 +35,18 @@ def open_registry(settings) -> ModelRegistry:
     return LocalModelRegistry(settings.registry_path)
 
 
-def rollback(registry: ModelRegistry, group: str) -> ModelVersion:
-    """Production goes back to the previous production version that is still Approved."""
+def rollback(registry: ModelRegistry, group: str, deploy: Callable[[ModelVersion], None] | None = None
+             ) -> ModelVersion:
+    """Production goes back to the previous production version that is still Approved. `deploy`
+    puts it behind the forecast endpoint first (as promotion does); if it raises, the production
+    pointer is left as it was."""
     history = registry.production_history(group)
     current = history[-1] if history else None
     for version in reversed(history[:-1]):
         if version != current and registry.get(group, version).status == ApprovalStatus.APPROVED:
+            target = registry.get(group, version)
+            if deploy is not None:
+                deploy(target)
             registry.set_production(group, version)
             return registry.get(group, version)
     raise RegistryError("no earlier approved production version to roll back to")
