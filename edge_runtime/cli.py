@@ -49,7 +49,7 @@ def run(config_path: Path, log_level: str) -> None:
               help="adapter from `parkcast-edge adapt`")
 @click.option("--calibration", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="calibration from `parkcast-edge calibrate`")
-@click.option("--threshold", type=float, default=0.5, show_default=True)
+@click.option("--threshold", type=click.FloatRange(0, 1), default=0.5, show_default=True)
 def classify(frame: Path, slots_path: Path, overlay: Path | None, model: Path | None, adapter: Path | None,
              calibration: Path | None, threshold: float) -> None:
     """Per-slot states and the count of one frame, as JSON; --overlay draws free green, taken red."""

@@ -358,11 +358,11 @@ def registry_list() -> None:
         mae = v.metrics.get("val_intraday_mae")
         flag = "<- production" if production and production.version == v.version else ""
         click.echo(f"{v.version:>7}  {v.status:<22} {v.created_at:%Y-%m-%d %H:%M} "
-                   f"{mae if mae is None else f'{mae:.4f}':>8}  {flag}")
+                   f"{'-' if mae is None else f'{mae:.4f}':>8}  {flag}")
 
 
 @registry.command("show")
-@click.argument("version", type=int)
+@click.argument("version", type=click.IntRange(1, 2**63 - 1))
 def registry_show(version: int) -> None:
     """One version in full: metrics, lineage, evaluation, promotion decision."""
     from parking_core.registry import RegistryError
@@ -386,7 +386,7 @@ def _set_status(version: int, status, note: str) -> None:
 
 
 @registry.command("approve")
-@click.argument("version", type=int)
+@click.argument("version", type=click.IntRange(1, 2**63 - 1))
 @click.option("--note", required=True, help="Who approves and why (kept with the version).")
 def registry_approve(version: int, note: str) -> None:
     """Approve a version (a person's decision; promotion follows if it is not worse)."""
@@ -396,7 +396,7 @@ def registry_approve(version: int, note: str) -> None:
 
 
 @registry.command("reject")
-@click.argument("version", type=int)
+@click.argument("version", type=click.IntRange(1, 2**63 - 1))
 @click.option("--note", required=True, help="Who rejects and why.")
 def registry_reject(version: int, note: str) -> None:
     """Reject a version (not the one in production: roll back first)."""

@@ -114,6 +114,9 @@ def test_registry_rollback_puts_the_previous_package_behind_the_endpoint(data_di
         reg.set_production("parkcast-forecaster", v.version)
         install_package(settings, ModelPackage.load(path))
     assert current_package(settings).version == "gbm-second"
+    assert "<- production" in run(["registry", "list"], data_dir).output  # versions without a val MAE
+    r = run(["registry", "show", "99999999999999999999"], data_dir)
+    assert r.exit_code == 2 and "is not in the range" in r.output
     r = run(["registry", "rollback"], data_dir)
     assert r.exit_code == 0 and "production is now version 1" in r.output and "deployed" in r.output
     assert current_package(settings).version == gbm_package.version  # what the endpoint loads now
