@@ -16,6 +16,10 @@ MODELS = Path(__file__).resolve().parent / "models"
 DEFAULT_MODEL = MODELS / "slot_classifier.int8.onnx"
 
 
+class ModelError(ValueError):
+    pass
+
+
 class SlotClassifier:
     def __init__(self, model: Path | str | None = None, threads: int = 1, adapter: Path | str | None = None,
                  calibration: Path | str | None = None):
@@ -27,7 +31,10 @@ class SlotClassifier:
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
-        self.session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
+        try:
+            self.session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime's own errors: a file that is not a model it can run
+            raise ModelError(f"{self.path}: not an ONNX model onnxruntime can run ({str(exc)[:200]})") from None
         inputs = self.session.get_inputs()[0]
         self.input = inputs.name
         self.size = int(inputs.shape[-1]) if isinstance(inputs.shape[-1], int) else 48

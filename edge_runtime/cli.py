@@ -19,6 +19,12 @@ def main() -> None:
     """parkcast on the Raspberry Pi."""
 
 
+def _probability(ctx, param, value: float) -> float:
+    if not 0 <= value <= 1:  # NaN fails this too (click's FloatRange lets it through)
+        raise click.BadParameter(f"{value} is not a probability between 0 and 1")
+    return value
+
+
 @main.command()
 @click.option("--config", "config_path", required=True, type=click.Path(path_type=Path), help="edge.toml")
 @click.option("--log-level", default="INFO", show_default=True,
@@ -26,6 +32,7 @@ def main() -> None:
 def run(config_path: Path, log_level: str) -> None:
     """Watch the car park and report readings until stopped (SIGTERM / Ctrl-C)."""
     from edge_runtime.adapt import AdaptError
+    from edge_runtime.classifier import ModelError
     from edge_runtime.config import load_config
     from edge_runtime.daemon import Daemon, setup_logging
     from edge_runtime.outbox import OutboxError
@@ -34,7 +41,7 @@ def run(config_path: Path, log_level: str) -> None:
     setup_logging(log_level)
     try:
         daemon = Daemon(load_config(config_path))
-    except (ConfigError, SlotMapError, AdaptError, OutboxError, FileNotFoundError) as exc:
+    except (ConfigError, SlotMapError, AdaptError, ModelError, OutboxError, FileNotFoundError) as exc:
         click.echo(f"parkcast-edge: {exc}", err=True)
         sys.exit(2)
     sys.exit(daemon.run())
@@ -49,7 +56,7 @@ def run(config_path: Path, log_level: str) -> None:
               help="adapter from `parkcast-edge adapt`")
 @click.option("--calibration", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="calibration from `parkcast-edge calibrate`")
-@click.option("--threshold", type=click.FloatRange(0, 1), default=0.5, show_default=True)
+@click.option("--threshold", type=float, default=0.5, show_default=True, callback=_probability)
 def classify(frame: Path, slots_path: Path, overlay: Path | None, model: Path | None, adapter: Path | None,
              calibration: Path | None, threshold: float) -> None:
     """Per-slot states and the count of one frame, as JSON; --overlay draws free green, taken red."""
@@ -85,11 +92,11 @@ def _frame_and_map(frame: Path, slots_path: Path):
 
 def _classifier(model: Path | None, adapter: Path | None = None, calibration: Path | None = None):
     from edge_runtime.adapt import AdaptError
-    from edge_runtime.classifier import SlotClassifier
+    from edge_runtime.classifier import ModelError, SlotClassifier
 
     try:
         return SlotClassifier(model, adapter=adapter, calibration=calibration)
-    except (AdaptError, FileNotFoundError) as exc:
+    except (AdaptError, ModelError, FileNotFoundError) as exc:
         raise click.ClickException(str(exc)) from None
 
 

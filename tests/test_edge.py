@@ -139,6 +139,12 @@ def test_classify_and_eval_commands(tmp_path):
     assert r.exit_code != 0 and "occupied must be 0 or 1" in r.output
     r = runner.invoke(main, ["classify", "--frame", str(frame), "--slots", str(tmp_path / "none.json")])
     assert r.exit_code != 0 and "no such slot map" in r.output
+    not_a_model = tmp_path / "model.onnx"
+    not_a_model.write_text("a text file, not a model")
+    r = runner.invoke(main, ["classify", "--frame", str(frame), "--slots", str(XML), "--model", str(not_a_model)])
+    assert r.exit_code == 1 and "not an ONNX model onnxruntime can run" in r.output
+    r = runner.invoke(main, ["classify", "--frame", str(frame), "--slots", str(XML), "--threshold", "nan"])
+    assert r.exit_code == 2 and "--threshold" in r.output
 
 
 def test_hysteresis_does_not_flicker():

@@ -222,3 +222,16 @@ def test_local_runner_takes_the_dagster_decisions_with_the_same_metrics(tmp_path
     runner_v2 = r_versions[-1]
     assert runner_v2.lineage["run_id"] == "local-2" and runner_v2.model_uri.startswith("file://")
     assert runner_v2.lineage["data_hash"] == d_versions[-1].lineage["data_hash"]
+
+
+@pytest.mark.parametrize(("argument", "value"), [("--force-retrain", "yes"), ("--force-retrain", "1"),
+                                                 ("--drift-p-value", "1.5"), ("--grid-step-minutes", "0")])
+def test_the_drift_steps_arguments_are_checked_not_guessed(argument, value, capsys, tmp_path):
+    """A ForceRetrain of "yes" used to be read as false; every argument is now checked by argparse."""
+    from sagemaker_adapter.steps.drift_detector import main as drift_step
+
+    required = ["--objects", str(tmp_path), "--out", str(tmp_path / "out"), "--asset", "drift_assessment",
+                "--timezone", "UTC", "--grid-step-minutes", "30"]
+    with pytest.raises(SystemExit) as refused:
+        drift_step([*required, argument, value])
+    assert refused.value.code == 2 and f"argument {argument}: invalid" in capsys.readouterr().err

@@ -10,13 +10,25 @@ from parking_core.registry import open_registry
 from sagemaker_adapter.steps.common import finish, object_store, processing_args
 
 
+def _in(low: float, high: float, kind=float):
+    """An argparse type: a number in (low, high], or argparse's own clear error."""
+    def parse(text: str):
+        value = kind(text)
+        if not low < value <= high:
+            raise ValueError(text)
+        return value
+    parse.__name__ = f"{kind.__name__} in ({low}, {high}]"
+    return parse
+
+
 def _arguments(parser) -> None:
     parser.add_argument("--timezone", required=True)
-    parser.add_argument("--grid-step-minutes", type=int, required=True)
-    parser.add_argument("--drift-p-value", type=float, default=0.05)
-    parser.add_argument("--drift-min-effect", type=float, default=0.05)
-    parser.add_argument("--reference-days", type=int, default=21)
-    parser.add_argument("--force-retrain", default="false")
+    parser.add_argument("--grid-step-minutes", type=_in(0, 1440, int), required=True)
+    parser.add_argument("--drift-p-value", type=_in(0, 1), default=0.05)
+    parser.add_argument("--drift-min-effect", type=_in(0, 1), default=0.05)
+    parser.add_argument("--reference-days", type=_in(0, 3660, int), default=21)
+    # As the pipeline parameter ForceRetrain: "true" or "false", anything else refused (not read as false).
+    parser.add_argument("--force-retrain", type=str.lower, choices=["true", "false"], default="false")
 
 
 def main(argv=None) -> DriftAssessment:
