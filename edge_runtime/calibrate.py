@@ -87,6 +87,11 @@ class CalibrationError(AdaptError):
     pass
 
 
+def check_slot_ids(slots: np.ndarray | None, patches: int) -> None:
+    if slots is not None and len(slots) != patches:
+        raise CalibrationError(f"{len(slots)} slot ids for {patches} patches")
+
+
 def slot_split_labels(z: np.ndarray, score: np.ndarray, slots: np.ndarray, gap: float = SPLIT_GAP) -> tuple[
         np.ndarray, int]:
     """Labels (taken = True) from each slot's split in two along its scores (module docstring),
@@ -166,8 +171,7 @@ def fit_calibration(embedding: np.ndarray, probabilities: np.ndarray, slots: np.
     kept_base = False
     if slots is not None:
         slots = np.asarray(slots)
-        if len(slots) != len(embedding):
-            raise CalibrationError(f"{len(slots)} slot ids for {len(embedding)} patches")
+        check_slot_ids(slots, len(embedding))
         y, split = slot_split_labels(x[:, :-2], score, slots)
         if 0 < y.sum() < len(y):
             y = y.astype(np.float64)
@@ -238,8 +242,7 @@ def fit_auto(embedding: np.ndarray, probabilities: np.ndarray, slots: np.ndarray
     threshold-shifted model is unsure of (at most AUTO_OVERRULED of its sure calls flipped, out of
     at least AUTO_MIN_SURE), else the threshold. Refuses where the threshold mode refuses."""
     probabilities = np.asarray(probabilities, dtype=np.float64)
-    if slots is not None and len(slots) != len(probabilities):
-        raise CalibrationError(f"{len(slots)} slot ids for {len(probabilities)} patches")
+    check_slot_ids(slots, len(probabilities))
     try:
         threshold = fit_threshold(probabilities, np.shape(embedding)[1])
     except CalibrationError as exc:

@@ -316,8 +316,6 @@ def forecast(lot_id, at, model_dir, as_json, save) -> None:
         when = parse_local(at, lot.timezone) if at else None
     except (ValueError, FileNotFoundError) as exc:
         raise click.ClickException(str(exc)) from None
-    from datetime import UTC, datetime
-
     if save and when is not None and when > datetime.now(UTC):  # it would hide every real forecast until then
         raise click.ClickException(f"--at {at} is in the future: a forecast issued then cannot be saved now")
     result = forecast_lot(store, lot_id, package, forecaster, at=when)

@@ -84,6 +84,22 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def check_timezone(value: str) -> str:
+    """An IANA timezone name (a lot's, or the one a CSV's naive times are read in)."""
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(f"unknown IANA timezone {value!r}") from exc
+    return value
+
+
+def check_grid_step(value: int) -> int:
+    """A lot's grid step in minutes: it must divide a day."""
+    if not 1 <= value <= 1440 or 1440 % value:
+        raise ValueError("must divide a day (1440 minutes) evenly")
+    return value
+
+
 class Lot(_Model):
     lot_id: Identifier
     name: str = Field(min_length=1, max_length=200)
@@ -97,18 +113,12 @@ class Lot(_Model):
     @field_validator("timezone")
     @classmethod
     def _known_timezone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError) as exc:
-            raise ValueError(f"unknown IANA timezone {value!r}") from exc
-        return value
+        return check_timezone(value)
 
     @field_validator("grid_step_minutes")
     @classmethod
     def _step_divides_day(cls, value: int) -> int:
-        if 1440 % value:
-            raise ValueError("must divide a day (1440 minutes) evenly")
-        return value
+        return check_grid_step(value)
 
     @field_validator("opens_at", "closes_at")
     @classmethod

@@ -25,12 +25,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from pydantic import ValidationError
 from tqdm import tqdm
 
-from parking_core.contracts import Lot, Reading
+from parking_core.contracts import Lot, Reading, check_grid_step, check_timezone
 from parking_core.store import ConflictError, Store
 
 CHUNK = 100  # the store's atomic batch size
@@ -157,9 +157,9 @@ def read_readings(
     """Yield (line number, reading or rejection) per data row, cleaning as documented above;
     shift_days moves every reading by whole local days (a replay of old data in the present)."""
     try:
-        zone = ZoneInfo(timezone)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise CsvFormatError(f"unknown IANA timezone {timezone!r} (e.g. Europe/London, America/Chicago)") from None
+        zone = ZoneInfo(check_timezone(timezone))
+    except ValueError as exc:
+        raise CsvFormatError(f"{exc} (e.g. Europe/London, America/Chicago)") from None
     with open(path, newline="", encoding="utf-8-sig") as fh:
         reader = csv.DictReader(fh, delimiter=header_delimiter(fh.readline().removeprefix("\ufeff"), mapping.columns))
         fh.seek(0)
@@ -238,8 +238,10 @@ def import_csv(
     refused before anything is written if it would read an existing lot's naive times in another
     timezone than the lot's (every reading would be shifted)."""
     timezone = timezone or _store_timezone(store)
-    if not (isinstance(step_minutes, int) and 1 <= step_minutes <= 1440 and 1440 % step_minutes == 0):
-        raise CsvFormatError(f"grid step {step_minutes!r} minutes: it must divide a day (1440 minutes)")
+    try:
+        check_grid_step(step_minutes)
+    except ValueError as exc:
+        raise CsvFormatError(f"grid step {step_minutes!r} minutes: {exc}") from None
     report = ImportReport()
     parsed = list(read_readings(path, mapping, timezone, device_id, shift_days))
     report.rows = len(parsed)

@@ -62,10 +62,10 @@ def consolidate(objects: ObjectStore, days: list[date]) -> dict:
     buf = io.BytesIO()
     merged.write_parquet(buf, compression="zstd")
     payload = buf.getvalue()
+    before = manifest(objects) or {}
     info = {
-        "days": sorted({*(manifest(objects) or {}).get("days", []), *(d.isoformat() for d in days)}),
-        "day_hashes": {**(manifest(objects) or {}).get("day_hashes", {}),
-                       **{d.isoformat(): partition_hash(objects, d) for d in days}},
+        "days": sorted({*before.get("days", []), *(d.isoformat() for d in days)}),
+        "day_hashes": {**before.get("day_hashes", {}), **{d.isoformat(): partition_hash(objects, d) for d in days}},
         "rows": merged.height,
         "data_hash": hashlib.sha256(payload).hexdigest(),
         "schema": {k: str(v) for k, v in READING_SCHEMA.items()},

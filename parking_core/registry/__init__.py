@@ -43,8 +43,8 @@ def rollback(registry: ModelRegistry, group: str, deploy: Callable[[ModelVersion
     history = registry.production_history(group)
     current = history[-1] if history else None
     for version in reversed(history[:-1]):
-        if version != current and registry.get(group, version).status == ApprovalStatus.APPROVED:
-            target = registry.get(group, version)
+        target = registry.get(group, version)
+        if version != current and target.status == ApprovalStatus.APPROVED:
             if deploy is not None:
                 deploy(target)
             registry.set_production(group, version)
