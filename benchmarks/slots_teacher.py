@@ -64,7 +64,6 @@ SIZE = 224
 
 
 def teacher():
-    import torch
     import torch.nn as nn
     import torch.nn.functional as F
 
@@ -157,7 +156,8 @@ def main() -> None:
     other = {"cnrpark_camA": "pklot_pucpr", "pklot_pucpr": "cnrpark_camA"}
 
     print(f"data: {DATA}")
-    print(f"{'held out':<14} {'AUC':>6} {'teacher':>8} {'student':>8} {'both':>8}   zero-shot, thresholds from the other camera")
+    print(f"{'held out':<14} {'AUC':>6} {'teacher':>8} {'student':>8} {'both':>8}"
+          "   zero-shot, thresholds from the other camera")
     rows = {}
     for name, e, p, y, slots, later, _ in held_out_dumps(args.dumps):
         if not np.array_equal(y.astype(bool), labels[name]):
@@ -193,7 +193,8 @@ def known_camera(v: dict, labels: dict, cache: Path) -> dict:
                                                      / "labeled").glob("*.xml")])
     t = best_threshold(labels["cnrpark_camA"], v["cnrpark_camA"])
     a, b = platt(labels["cnrpark_camA"].astype(float), v["cnrpark_camA"])
-    seeds = {"full (shipped)": p, "teacher-seeded": sigmoid(v_more - t), "both-seeded": sigmoid(logit(p) + a * v_more + b)}
+    seeds = {"full (shipped)": p, "teacher-seeded": sigmoid(v_more - t),
+             "both-seeded": sigmoid(logit(p) + a * v_more + b)}
     out = {}
     for seed, seed_p in seeds.items():
         q = Adapter(fit_calibration(e, seed_p, slots))(e, p)
