@@ -66,9 +66,21 @@ other's. Built into the shipped edge model only if that worst case beats the shi
 (0.8862) by at least 0.02; then the model is stated as trading the edge budget (about 5 MB, about
 200-400 patches/s) for that gain, above the issue's floor of 100 patches/s.
 
+Result of round 3: R = 224 passes (int8 teacher: camera A 0.9691, PUCPR 0.9274 `both`, worst +0.041
+over the student); R = 160 does not (PUCPR AUC 0.57, `both` 0.8627). PUCPR's slots are about 50 px
+in the frame, so at 224 the teacher too reads an upsampled crop: the scale of the object matters
+to it, perhaps more than the pixels.
+
+Round 4, `--native --from 64` (pre-registered 2026-11-28 13:47 UTC, before its one run): the same
+int8 teacher at 224 px, reading the student's 64 px crop upsampled inside the graph (bilinear),
+quantized on 64 px patches. Round 2 stopped at 128. One crop per slot keeps the edge's pipeline as
+it is, so this is built instead of round 3's second crop if its worst held-out `both` is within
+0.005 of round 3's (0.9274); otherwise round 3's two crops are built.
+
     PARKCAST_SLOT_DATA=... .venv/bin/python benchmarks/slots_teacher.py --dumps DIR   # DIR: slots.py --dump
     PARKCAST_SLOT_DATA=... .venv/bin/python benchmarks/slots_teacher.py --dumps DIR --edge
     PARKCAST_SLOT_DATA=... .venv/bin/python benchmarks/slots_teacher.py --dumps DIR --native
+    PARKCAST_SLOT_DATA=... .venv/bin/python benchmarks/slots_teacher.py --dumps DIR --native --from 64
 """
 
 from __future__ import annotations
