@@ -197,12 +197,13 @@ def main() -> None:
     parser.add_argument("--cache", type=Path, default=Path("/tmp/parkcast-teacher"))
     parser.add_argument("--edge", action="store_true", help="round 2: the teacher on the edge's 64 px crop")
     parser.add_argument("--native", action="store_true", help="round 3: the teacher as int8 on its own crop")
+    parser.add_argument("--from", dest="crop", type=int, default=None, help="round 4: crop side the teacher resizes")
     args = parser.parse_args()
     args.cache.mkdir(parents=True, exist_ok=True)
     if args.edge:
         return edge_round(args.dumps, args.cache)
     if args.native:
-        return native_round(args.dumps, args.cache)
+        return native_round(args.dumps, args.cache, args.crop)
     data = sources(SIZE)
     v = {name: vehicle_scores(held_out(name, data).images, args.cache / f"{name}@{SIZE}.npy")
          for name in ("cnrpark_camA", "pklot_pucpr")}
@@ -267,13 +268,24 @@ def edge_round(dumps: Path, cache: Path) -> None:
 
 
 def int8_teacher(size: int, calibration: np.ndarray, folder: Path) -> Path:
-    """The teacher as int8 ONNX at `size` px, quantized as the student is (static, QDQ) on `calibration`."""
+    """The teacher as int8 ONNX at `size` px, quantized as the student is (static, QDQ) on `calibration`;
+    patches of another size are resized to `size` inside the graph (bilinear)."""
     import torch
+    import torch.nn.functional as F
 
     from slot_training.training import quantize_int8
 
+    class Resized(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = teacher()
+
+        def forward(self, x):
+            return self.net(F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False))
+
+    side = calibration.shape[1]
     fp32, int8 = folder / f"teacher{size}.onnx", folder / f"teacher{size}.int8.onnx"
-    torch.onnx.export(teacher(), torch.zeros(1, 3, size, size), str(fp32), input_names=["patches"],
+    torch.onnx.export(Resized().eval(), torch.zeros(1, 3, side, side), str(fp32), input_names=["patches"],
                       output_names=["logits"], dynamic_axes={"patches": {0: "n"}, "logits": {0: "n"}},
                       opset_version=17, dynamo=False)
     quantize_int8(fp32, int8, edge_input(calibration))
@@ -296,9 +308,10 @@ def onnx_vehicle_scores(model: Path, images: np.ndarray) -> np.ndarray:
     return np.concatenate(out)
 
 
-def native_round(dumps: Path, cache: Path) -> None:
+def native_round(dumps: Path, cache: Path, crop: int | None = None) -> None:
     """Round 3: zero-shot `both` with the int8 teacher reading its own crop at R px; per fold the teacher
-    is quantized on 256 patches of the fold's training camera."""
+    is quantized on 256 patches of the fold's training camera. Round 4 (`crop`): the teacher reads the
+    crop of that size, resized to R in the graph."""
     import tempfile
 
     names = ("cnrpark_camA", "pklot_pucpr")
@@ -306,8 +319,8 @@ def native_round(dumps: Path, cache: Path) -> None:
     dumped = {name: (p, y) for name, _, p, y, *_ in held_out_dumps(dumps)}
     print(f"{'R':>4} {'held out':<14} {'AUC':>6} {'teacher':>8} {'student':>8} {'both':>8}   int8 teacher")
     worst = {}
-    for size in (160, 224):
-        data = sources(size)
+    for size in (160, 224) if crop is None else (224,):
+        data = sources(crop or size)
         patches = {name: held_out(name, data) for name in names}
         both = []
         for name in names:
@@ -319,7 +332,7 @@ def native_round(dumps: Path, cache: Path) -> None:
             with tempfile.TemporaryDirectory() as tmp:
                 model = int8_teacher(size, patches[o].images[pick], Path(tmp))
                 v, v_other = (onnx_vehicle_scores(model, patches[n].images) for n in (name, o))
-            np.savez(cache / f"native{size}_{name}.npz", held_out=v, other=v_other)
+            np.savez(cache / f"native{size}{f'from{crop}' if crop else ''}_{name}.npz", held_out=v, other=v_other)
             a, b = platt(patches[o].occupied.astype(float), v_other)
             both.append(accuracy(y, sigmoid(logit(p) + a * v + b)))
             t = best_threshold(patches[o].occupied, v_other)
