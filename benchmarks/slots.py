@@ -96,11 +96,12 @@ def slot_ids(name: str) -> np.ndarray:
                      for s in load_slot_map(xml).slots if s.occupied is not None])
 
 
-def held_out_dumps(dump: Path):
-    """Each held-out camera of a --dump folder: (name, embedding, P(taken), occupied, slot ids, whether
-    each patch is of its later half of frames, its frame), the halves calibration is measured on."""
+def held_out_dumps(dump: Path, config: SlotTrainConfig | None = None):
+    """Each held-out camera of a --dump folder of `config`'s models (default: the shipped design):
+    (name, embedding, P(taken), occupied, slot ids, whether each patch is of its later half of frames,
+    its frame), the halves calibration is measured on."""
     for name in ("cnrpark_camA", "pklot_pucpr"):
-        saved = np.load(dump / f"{name}_lite08_multi.npz")
+        saved = np.load(dump / dump_name(name, config or SlotTrainConfig()))
         e, p, y, groups = saved["embedding"], saved["probabilities"], saved["occupied"].astype(int), saved["groups"]
         s = saved["slots"] if "slots" in saved else slot_ids(name)
         frames = np.unique(groups)
@@ -189,7 +190,8 @@ def adapted_accuracy(embedding: np.ndarray, probabilities: np.ndarray, occupied:
 def dump_name(name: str, config: SlotTrainConfig) -> str:
     """The file a held-out source's embeddings go to (--dump) and are read from (--adapt-only)."""
     norm = "" if config.input_norm == "imagenet" else f"_{config.input_norm}"
-    return f"{name}_{config.arch}{config.depth}_{config.pool}{norm}.npz"
+    teacher = f"_teacher{config.teacher}" if config.teacher else ""
+    return f"{name}_{config.arch}{config.depth}_{config.pool}{norm}{teacher}.npz"
 
 
 def known_camera() -> None:
@@ -223,11 +225,11 @@ def run_fold(name: str, config: SlotTrainConfig, draws: int, dump: Path | None =
     model = fit(train, config, progress=False)
     seconds = time.perf_counter() - started
     with tempfile.TemporaryDirectory() as tmp:
-        fp32, int8 = export(model, train, Path(tmp), config)
+        fp32, int8, teacher = export(model, train, Path(tmp), config)
         classifier = SlotClassifier(int8)
         dump = dump and dump / dump_name(name, config)
         result = {"held_out": name, "trained_on": train.name, "arch": config.arch, "train_patches": len(train),
-                  "test_patches": len(test), "train_seconds": round(seconds),
+                  "test_patches": len(test), "train_seconds": round(seconds), "teacher": teacher,
                   "int8_kb": round(int8.stat().st_size / 1024), "fp32": evaluate(SlotClassifier(fp32), test),
                   "int8": evaluate(classifier, test)}
         result["adapted"], result["calibrated"] = few_shot(classifier, test, draws, dump)
@@ -245,6 +247,8 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=None)
     ap.add_argument("--pool", default=SlotTrainConfig.pool, choices=["avg", "avgmax", "multi"])
     ap.add_argument("--input-norm", default=SlotTrainConfig.input_norm, choices=["imagenet", "patch"])
+    ap.add_argument("--teacher", type=int, default=SlotTrainConfig.teacher,
+                    help="side at which the ImageNet teacher reads the crop (0: the student alone)")
     ap.add_argument("--draws", type=int, default=10, help="random draws per few-shot size")
     ap.add_argument("--dump", type=Path, default=None, help="folder for each held-out source's embeddings")
     ap.add_argument("--adapt-only", type=Path, default=None,
@@ -259,10 +263,12 @@ def main() -> None:
     config = SlotTrainConfig(arch=args.arch, epochs=args.epochs, depth=args.depth, freeze=args.freeze,
                              pool=args.pool if args.arch == "lite0" else "avg",
                              size=args.size or (64 if args.arch == "lite0" else 48),
-                             learning_rate=args.lr or SlotTrainConfig.learning_rate, input_norm=args.input_norm)
+                             learning_rate=args.lr or SlotTrainConfig.learning_rate, input_norm=args.input_norm,
+                             teacher=args.teacher)
     print(f"slot classifier LOSO ({os.cpu_count()} CPUs, data {DATA}); arch {config.arch}, "
           f"{config.size} px, depth {config.depth}, freeze {config.freeze}, pool {config.pool}, "
           f"lr {config.learning_rate}, {config.epochs} epochs, input norm {config.input_norm}, "
+          f"teacher {config.teacher or 'none'}, "
           "int8 ONNX through the edge code")
     head = f"{'held out':<14} {'trained on':<26} {'n':>5} {'fp32':>7} {'int8':>7} " + \
         " ".join(f"{f'k={k} mean/min':>16}" for k in SHOTS)

@@ -99,34 +99,11 @@ from edge_runtime.adapt import Adapter, logit, sigmoid  # noqa: E402
 from edge_runtime.calibrate import fit_calibration  # noqa: E402
 from edge_runtime.classifier import SlotClassifier  # noqa: E402
 from edge_runtime.evaluate import scores  # noqa: E402
-from slot_training.training import edge_input  # noqa: E402
+from slot_training.teacher import VEHICLES, platt, teacher_network  # noqa: E402
+from slot_training.training import SlotTrainConfig, edge_input  # noqa: E402
 
-VEHICLES = [407, 436, 468, 475, 479, 511, 555, 569, 581, 609, 627, 654, 656, 661, 675, 717, 734, 751, 757,
-            779, 817, 864, 867]
 SIZE = 224
-
-
-def teacher():
-    import torch.nn as nn
-    import torch.nn.functional as F
-
-    from slot_training.backbone import _bn, lite0_trunk, pretrained_state
-
-    class Lite0Classifier(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.trunk = lite0_trunk(16)
-            self._conv_head = nn.Conv2d(320, 1280, 1, bias=False)
-            self._bn1 = _bn(1280)
-            self._fc = nn.Linear(1280, 1000)
-            state = pretrained_state()
-            self.load_state_dict({f"trunk.{k}": v for k, v in self.trunk.state_dict().items()}
-                                 | {k: state[k] for k in self.state_dict() if not k.startswith("trunk.")})
-
-        def forward(self, x):
-            return self._fc(F.relu6(self._bn1(self._conv_head(self.trunk(x)))).mean((2, 3)))
-
-    return Lite0Classifier().eval()
+STUDENT = SlotTrainConfig(teacher=0)  # the dumps of the student alone, as shipped before this study
 
 
 def vehicle_scores(images: np.ndarray, cache: Path, upsample: int | None = None) -> np.ndarray:
@@ -137,14 +114,14 @@ def vehicle_scores(images: np.ndarray, cache: Path, upsample: int | None = None)
     import torch
     import torch.nn.functional as F
 
-    model, out, started = teacher(), [], time.perf_counter()
+    model, out, started = teacher_network(), [], time.perf_counter()
     with torch.no_grad():
         for i in range(0, len(images), 64):
             x = torch.from_numpy(edge_input(images[i : i + 64]))
             if upsample and upsample != x.shape[-1]:
                 x = F.interpolate(x, size=(upsample, upsample), mode="bilinear", align_corners=False)
             logits = model(x).double()
-            out.append((torch.logsumexp(logits[:, VEHICLES], 1) - torch.logsumexp(logits, 1)).numpy())
+            out.append((torch.logsumexp(logits[:, list(VEHICLES)], 1) - torch.logsumexp(logits, 1)).numpy())
             done = min(i + 64, len(images))
             print(f"\r  teacher {done}/{len(images)} patches, {done / (time.perf_counter() - started):.0f}/s",
                   end="", file=sys.stderr, flush=True)
@@ -164,17 +141,6 @@ def best_threshold(y: np.ndarray, s: np.ndarray) -> float:
     cuts = np.unique(s)
     accuracy = [np.mean((s >= c) == y) for c in cuts]
     return float(cuts[int(np.argmax(accuracy))])
-
-
-def platt(y: np.ndarray, s: np.ndarray) -> tuple[float, float]:
-    """a, b of P(taken) = sigmoid(a s + b) fitted on labelled scores (Newton, 2 parameters)."""
-    theta = np.zeros(2)
-    x = np.stack([s, np.ones_like(s)], 1)
-    for _ in range(50):
-        p = sigmoid(x @ theta)
-        hessian = (x * (p * (1 - p))[:, None]).T @ x + 1e-6 * np.eye(2)
-        theta -= np.linalg.solve(hessian, x.T @ (p - y))
-    return float(theta[0]), float(theta[1])
 
 
 def accuracy(y: np.ndarray, p: np.ndarray) -> float:
@@ -214,7 +180,7 @@ def main() -> None:
     print(f"{'held out':<14} {'AUC':>6} {'teacher':>8} {'student':>8} {'both':>8}"
           "   zero-shot, thresholds from the other camera")
     rows = {}
-    for name, e, p, y, slots, later, _ in held_out_dumps(args.dumps):
+    for name, e, p, y, slots, later, _ in held_out_dumps(args.dumps, STUDENT):
         if not np.array_equal(y.astype(bool), labels[name]):
             raise SystemExit(f"{name}: the dump's patches are not in the order of the teacher's")
         o = other[name]
@@ -243,7 +209,7 @@ def edge_round(dumps: Path, cache: Path) -> None:
     names = ("cnrpark_camA", "pklot_pucpr")
     labels = {name: held_out(name, data).occupied for name in names}
     other = {"cnrpark_camA": "pklot_pucpr", "pklot_pucpr": "cnrpark_camA"}
-    dumped = {name: (p, y) for name, _, p, y, *_ in held_out_dumps(dumps)}
+    dumped = {name: (p, y) for name, _, p, y, *_ in held_out_dumps(dumps, STUDENT)}
     print(f"{'R':>4} {'held out':<14} {'AUC':>6} {'teacher':>8} {'student':>8} {'both':>8}")
     worst = {}
     for size in (64, 96, 128):
@@ -278,7 +244,7 @@ def int8_teacher(size: int, calibration: np.ndarray, folder: Path) -> Path:
     class Resized(torch.nn.Module):
         def __init__(self):
             super().__init__()
-            self.net = teacher()
+            self.net = teacher_network()
 
         def forward(self, x):
             return self.net(F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False))
@@ -303,7 +269,7 @@ def onnx_vehicle_scores(model: Path, images: np.ndarray) -> np.ndarray:
         logits = session.run(None, {"patches": edge_input(images[i : i + 64])})[0].astype(np.float64)
         top = logits.max(1, keepdims=True)
         every = np.log(np.exp(logits - top).sum(1))
-        vehicles = np.log(np.exp(logits[:, VEHICLES] - top).sum(1))
+        vehicles = np.log(np.exp(logits[:, list(VEHICLES)] - top).sum(1))
         out.append(vehicles - every)
     return np.concatenate(out)
 
@@ -316,7 +282,7 @@ def native_round(dumps: Path, cache: Path, crop: int | None = None) -> None:
 
     names = ("cnrpark_camA", "pklot_pucpr")
     other = {"cnrpark_camA": "pklot_pucpr", "pklot_pucpr": "cnrpark_camA"}
-    dumped = {name: (p, y) for name, _, p, y, *_ in held_out_dumps(dumps)}
+    dumped = {name: (p, y) for name, _, p, y, *_ in held_out_dumps(dumps, STUDENT)}
     print(f"{'R':>4} {'held out':<14} {'AUC':>6} {'teacher':>8} {'student':>8} {'both':>8}   int8 teacher")
     worst = {}
     for size in (160, 224) if crop is None else (224,):

@@ -51,6 +51,9 @@ class SlotTrainConfig:
     calibration_patches: int = 256
     jpeg_fraction: float = 0.3  # share of training patches re-encoded as low-quality JPEG once
     input_norm: str = "imagenet"  # lite0: imagenet | patch (each patch standardised on its own; backbone.py)
+    # The whole pretrained Lite0 as a fixed teacher inside the exported model, reading the crop at this
+    # side (slot_training.teacher); 0: the student alone.
+    teacher: int = 224
 
     @property
     def load(self) -> int:
@@ -241,18 +244,27 @@ def fit(train: PatchSet, config: SlotTrainConfig, progress: bool = True):
     return model.eval()
 
 
-def export_onnx(model, path: Path, size: int) -> None:
-    """Outputs: probabilities [N, 2] (free, taken) and embedding [N, C] (for adaptation)."""
+def export_onnx(model, path: Path, size: int, teacher: dict | None = None) -> None:
+    """Outputs: probabilities [N, 2] (free, taken) and embedding [N, C] (for adaptation). With a
+    teacher ({"size", "a", "b"}): P(taken) = sigmoid(student logit + a x vehicle evidence + b); the
+    embedding stays the student's."""
     import torch
+
+    from slot_training.teacher import vehicle_evidence_module
 
     class Export(torch.nn.Module):
         def __init__(self, net):
             super().__init__()
             self.net = net
+            self.evidence = vehicle_evidence_module(teacher["size"]) if teacher else None
 
         def forward(self, x):
             embedding = self.net.embed(x)
-            return torch.softmax(self.net.head(embedding), dim=1), embedding
+            logits = self.net.head(embedding)
+            if self.evidence is None:
+                return torch.softmax(logits, dim=1), embedding
+            taken = torch.sigmoid(logits[:, 1] - logits[:, 0] + teacher["a"] * self.evidence(x) + teacher["b"])
+            return torch.stack([1 - taken, taken], 1), embedding
 
     torch.onnx.export(Export(model).eval(), torch.zeros(1, 3, size, size), str(path), input_names=["patches"],
                       output_names=["probabilities", "embedding"],
@@ -284,19 +296,40 @@ def edge_input(images: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(((x - MEAN) / STD).transpose(0, 3, 1, 2), dtype=np.float32)
 
 
-def export(model, train: PatchSet, out_dir: Path, config: SlotTrainConfig) -> tuple[Path, Path]:
-    """fp32 and int8 ONNX in out_dir; int8 calibrated on training patches resized to the edge size."""
+def at_edge_size(train: PatchSet, count: int, config: SlotTrainConfig) -> tuple[np.ndarray, np.ndarray]:
+    """`count` training patches (seeded draw) resized to the edge's input side, and their indices."""
+    pick = np.random.default_rng(config.seed).choice(len(train), size=min(count, len(train)), replace=False)
+    return np.stack([np.asarray(Image.fromarray(train.images[i]).resize((config.size, config.size),
+                                                                       Image.Resampling.BILINEAR))
+                     for i in pick]), pick
+
+
+def fit_teacher(train: PatchSet, config: SlotTrainConfig, folder: Path) -> dict:
+    """The teacher's two Platt numbers, fitted on training patches at the edge's size."""
+    from slot_training.teacher import PLATT_PATCHES, platt, vehicle_evidence
+
+    images, pick = at_edge_size(train, PLATT_PATCHES, config)
+    evidence = vehicle_evidence(edge_input(images), folder)
+    a, b = platt(train.occupied[pick], evidence)
+    return {"size": config.teacher, "a": round(a, 6), "b": round(b, 6), "patches": len(pick)}
+
+
+def export(model, train: PatchSet, out_dir: Path, config: SlotTrainConfig) -> tuple[Path, Path, dict | None]:
+    """fp32 and int8 ONNX in out_dir; int8 calibrated on training patches resized to the edge size;
+    and the teacher's settings (None without one)."""
+    import tempfile
+
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     fp32, int8 = out_dir / "slot_classifier.onnx", out_dir / "slot_classifier.int8.onnx"
-    export_onnx(model, fp32, config.size)
-    rng = np.random.default_rng(config.seed)
-    pick = rng.choice(len(train), size=min(config.calibration_patches, len(train)), replace=False)
-    calibration = np.stack([np.asarray(Image.fromarray(train.images[i]).resize((config.size, config.size),
-                                                                              Image.Resampling.BILINEAR))
-                            for i in pick])
+    teacher = None
+    if config.teacher:
+        with tempfile.TemporaryDirectory() as tmp:
+            teacher = fit_teacher(train, config, Path(tmp))
+    export_onnx(model, fp32, config.size, teacher)
+    calibration, _ = at_edge_size(train, config.calibration_patches, config)
     quantize_int8(fp32, int8, edge_input(calibration))
-    return fp32, int8
+    return fp32, int8, teacher
 
 
 def evaluate(classifier, patches: PatchSet) -> dict:
@@ -316,11 +349,11 @@ def train_slot_classifier(train: PatchSet, checks: dict[str, PatchSet], out_dir:
     config = config or SlotTrainConfig()
     started = time.perf_counter()
     model = fit(train, config, progress)
-    fp32, int8 = export(model, train, out_dir, config)
+    fp32, int8, teacher = export(model, train, out_dir, config)
     metrics: dict = {"config": asdict(config), "train_patches": len(train), "train_sources": train.name,
                      "train_seconds": round(time.perf_counter() - started, 1),
                      "parameters": sum(p.numel() for p in model.parameters()), "input": [3, config.size, config.size],
-                     "checks": {name: len(c) for name, c in checks.items()}}
+                     "teacher": teacher, "checks": {name: len(c) for name, c in checks.items()}}
     for name, path in (("fp32", fp32), ("int8", int8)):
         classifier = SlotClassifier(path)
         metrics[name] = {"size_bytes": path.stat().st_size} | {k: evaluate(classifier, c) for k, c in checks.items()}
