@@ -10,6 +10,7 @@ benchmarks/forecast.py (choice folds decide; the final fold is printed and decid
     .venv/bin/python benchmarks/forecast_city.py --variants shipped,monotone         # round 6
     .venv/bin/python benchmarks/forecast_city.py --variants shipped --oracle         # the blend's ceiling
     .venv/bin/python benchmarks/forecast_city.py --variants shipped,fine             # round 7
+    .venv/bin/python benchmarks/forecast_city.py --variants shipped,daybag,gated --cache DIR   # round 8
     # the bag in commands of a few minutes each (members cached), then its scores:
     .venv/bin/python benchmarks/forecast_city.py --variants daybag --cache DIR --fold K [--seeds 0,1,2,3]
     .venv/bin/python benchmarks/forecast_city.py --variants daybag --cache DIR
@@ -72,6 +73,17 @@ Round 7 (session 8, 2026-11-28 10:45 UTC, fixed before running, one run; input r
            each gets its own bin; at 1/1024 the trees' 255 bins follow the data's quantiles
            instead, finer where the data are dense. Every value and bin edge stays exact in
            float32, so the ONNX export still compares as scikit-learn. Same rule as round 5.
+
+Round 8 (session 9, 2026-11-28 13:58 UTC, fixed before running, one run; the correction gated by
+the trees' own disagreement):
+  gated    the shipped trees' correction where at least 7 of the 8 day-bag members of round 3
+           (the same inputs, each fitted on a bootstrap resample of the fold's training days) give
+           it the same sign, else no correction (the anchor). The blend and band are then learned
+           as shipped. The --oracle run showed that no per-horizon weight reaches 10 %: the trees
+           are wrong on whole stretches, and a per-origin weight needs a per-origin signal of when;
+           the spread of trees fitted on other draws of the days is the one tried here. Same rule
+           as round 5 (would ship 9 tree models if it passed). Run with the round 3 cache:
+           --variants shipped,daybag,gated --cache DIR (daybag's row checks the cache).
 """
 
 from __future__ import annotations
