@@ -205,8 +205,9 @@ def fold_design(cube, stop, profile, holidays, first, last, horizon, variant, we
 
 BAG_SEEDS = range(8)
 VARIANTS = ("shipped", "city", "shrink", "calendar", "daybag", "perstep", "pasterror", "feedback", "monotone",
-            "fine")
+            "fine", "gated")
 FINE_QUANT = 1024
+GATE_AGREE = 7  # of the 8 bag members
 MONOTONE = ("now_gap", "level_2week_gap", "level_day_gap", "level_3week_gap", "level_median_gap", "today_level_gap",
             "recent_level_gap", "ratio_gap")
 FEEDBACK_GRID = np.arange(0, 1.51, 0.25)
@@ -246,7 +247,7 @@ def fold_correction(variant, train, stop: int, test: Design, cfg, cache: Path | 
     there are read, those in `seeds` fitted, and None comes back while any is missing."""
     d, actual, mask, day = train
     age = (stop - 1 - day).astype(float)  # sample ages, as ct.fit_head
-    if variant == "daybag":
+    if variant in ("daybag", "gated"):
         by_day = [np.flatnonzero(day == k) for k in range(stop)]
         members = []
         for seed in BAG_SEEDS:
@@ -259,7 +260,14 @@ def fold_correction(variant, train, stop: int, test: Design, cfg, cache: Path | 
                 members.append(ct.TreeHead.fit(*take_origins(d, actual, mask, age, index), cfg).correction(test))
                 if path is not None:
                     np.save(path, members[-1])
-        return np.mean(members, axis=0) if len(members) == len(BAG_SEEDS) else None
+        if len(members) < len(BAG_SEEDS):
+            return None
+        if variant == "daybag":
+            return np.mean(members, axis=0)
+        shipped = ct.TreeHead.fit(d, actual, mask, age, cfg).correction(test)
+        agree = (np.sign(np.stack(members)) == np.sign(shipped)[None]).sum(axis=0) >= GATE_AGREE
+        print(f"  stop {stop}: the bag agrees with {agree.mean():.1%} of the corrections")
+        return np.where(agree, shipped, 0.0).astype(np.float32)
     if variant == "perstep":
         step = np.arange(mask.shape[1])[None, :]
         return np.stack([ct.TreeHead.fit(d, actual, mask & (step == h), age, cfg).correction(test)[:, h]
