@@ -84,6 +84,10 @@ the trees' own disagreement):
            the spread of trees fitted on other draws of the days is the one tried here. Same rule
            as round 5 (would ship 9 tree models if it passed). Run with the round 3 cache:
            --variants shipped,daybag,gated --cache DIR (daybag's row checks the cache).
+           Result: +7.6 +- 1.5 % (+6.0 / +7.8 / +8.9, final +18.4 %), worse on every choice fold; at
+           full weight the first fold stays at -3.6 % (shipped -3.8 %). The bag agreed with 73-81 % of
+           the corrections: trees fitted on other draws of the same weeks make the same mistakes.
+           Not kept. (daybag reproduced its round 3 row, +7.3 +- 2.2 %, from the cache.)
 """
 
 from __future__ import annotations
