@@ -16,6 +16,18 @@ PARKCAST_SLOT_DATA=DIR names another):
                 PUCPR frames: the same camera on days it never saw (not a new camera)
 
     flock /tmp/parkcast-cpu.lock .venv/bin/python benchmarks/slots.py [--arch lite0|cnn] [--holdout NAME]
+
+Pre-registered (session 9, 2026-11-28 14:08 UTC, before either run): the trunk's input side.
+The teacher study (benchmarks/slots_teacher.py) found that ImageNet's classifier recognises the
+slot's car only when the crop is resized to 224 px: object scale matters to ImageNet features. The
+shipped trunk reads 64 px crops. `--size 96` and `--size 128` (crops cut at that side, everything
+else shipped, student alone), one run each, camera A and PUCPR held out. A size would replace 64
+only if, against the shipped rows: the worst held-out camera is at least 0.01 higher (0.8862 now)
+and neither is more than 0.005 lower (0.9158 / 0.8862); k=20 adaptation on the whole source no
+more than 0.005 lower (0.9681 / 0.9840); the full calibration's four halves and the threshold
+mode's four halves none more than 0.002 lower (0.9994 / 0.9680 / 0.9950 / 0.9819 and
+0.9589 / 0.9425 / 0.9263 / 0.9538); and the int8 model at least 500 patches/s on one core. If
+both pass, the better worst case (the smaller side within 0.005).
 """
 
 from __future__ import annotations
