@@ -66,3 +66,15 @@ def test_long_batches_run_in_chunks_with_the_same_answers():
     one_by_one = [classifier.outputs(x[i : i + 1]) for i in range(len(x))]
     np.testing.assert_allclose(p, np.concatenate([q for q, _ in one_by_one]), atol=1e-6)
     np.testing.assert_allclose(e, np.concatenate([f for _, f in one_by_one]), atol=1e-5)
+
+
+def test_the_teachers_two_numbers_are_fitted_on_training_patches(tmp_path):
+    from slot_training.data import load_patch_csv
+    from slot_training.training import SlotTrainConfig, fit_teacher
+
+    config = SlotTrainConfig(teacher=224)
+    train = load_patch_csv(SLOTS / "cnrpark_camA" / "labels.csv", config.load, split="train")
+    train = train.subset(np.random.default_rng(1).choice(len(train), 200, replace=False))
+    teacher = fit_teacher(train, config, tmp_path)
+    # More vehicle evidence means more likely taken, and the fit saw every patch it was given.
+    assert teacher["size"] == 224 and teacher["patches"] == 200 and teacher["a"] > 0.5
