@@ -578,3 +578,7 @@ def test_a_tampered_or_incomplete_package_is_refused_with_a_message(gbm_package,
         ModelPackage.load(broken)
     with pytest.raises(ValueError, match="cannot be loaded by onnxruntime"):
         ModelPackage.load(broken, verify=False).forecaster()
+    for text, message in (("[]", "holds a JSON list, not an object"), ("{", "manifest.json: not valid JSON")):
+        (broken / "manifest.json").write_text(text)
+        with pytest.raises(ValueError, match=message):
+            ModelPackage.load(broken)

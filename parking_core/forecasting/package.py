@@ -86,6 +86,17 @@ def baseline_intervals(rows) -> dict[str, dict[str, list[float]]]:
     return out
 
 
+def json_object(path: Path) -> dict:
+    """A package's JSON file, which must hold an object: anything else is a clear ValueError."""
+    try:
+        value = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"{path}: holds a JSON {type(value).__name__}, not an object; the package is corrupt")
+    return value
+
+
 @dataclass
 class ModelPackage:
     path: Path
@@ -97,7 +108,7 @@ class ModelPackage:
     def load(cls, path: Path | str, verify: bool = True) -> ModelPackage:
         """The package at `path`, its files checked against the manifest's SHA-256 sums."""
         path = Path(path)
-        manifest = json.loads((path / "manifest.json").read_text())
+        manifest = json_object(path / "manifest.json")
         if manifest.get("format") != PACKAGE_FORMAT:
             raise ValueError(f"{path}: unsupported package format {manifest.get('format')!r}")
         if verify:
@@ -112,9 +123,7 @@ class ModelPackage:
                     raise ValueError(f"{path}: manifest file name {name!r} is not a plain file name")
                 if not (path / name).is_file() or file_sha256(path / name) != digest:
                     raise ValueError(f"{path}/{name}: missing or checksum mismatch, the package is corrupt")
-        preprocessing = json.loads((path / "preprocessing.json").read_text())
-        metrics = json.loads((path / "metrics.json").read_text())
-        return cls(path, manifest, preprocessing, metrics)
+        return cls(path, manifest, json_object(path / "preprocessing.json"), json_object(path / "metrics.json"))
 
     @property
     def version(self) -> str:
