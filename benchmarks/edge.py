@@ -2,7 +2,10 @@
 latency for a 100-slot frame (decode, 100 perspective crops, one batch, smoothing, outbox
 commit), and the daemon's memory.
 
-    .venv/bin/python benchmarks/edge.py [--seconds 5]
+    .venv/bin/python benchmarks/edge.py [--seconds 5] [--models DIR]
+
+--models: a folder written by `parkcast train-slots --out DIR` instead of the packaged model (for
+example one built with `--teacher 224`).
 """
 
 from __future__ import annotations
@@ -39,14 +42,14 @@ def throughput(model: Path, batch, seconds: float) -> float:
     return done / (time.perf_counter() - started)
 
 
-def frame_latency(frames: int) -> list[float]:
+def frame_latency(frames: int, model: Path) -> list[float]:
     from edge_runtime.config import EdgeConfig
     from edge_runtime.daemon import Daemon
 
     tmp = Path(tempfile.mkdtemp())
     config = EdgeConfig(api_url="http://127.0.0.1:9", lot_id="pucpr", device_id="bench", api_key="x",
                         slot_map=str(PKLOT / "2012-09-11_15_16_58.xml"), outbox=str(tmp / "o.sqlite3"),
-                        health_file=str(tmp / "h.json"), heartbeat_s=0)
+                        health_file=str(tmp / "h.json"), heartbeat_s=0, model=str(model))
     start = datetime.now(UTC)
     ticks = iter(start + timedelta(seconds=i) for i in range(10**6))
     daemon = Daemon(config, clock=lambda: next(ticks))
@@ -61,11 +64,11 @@ def frame_latency(frames: int) -> list[float]:
     return out
 
 
-def daemon_memory(seconds: float) -> tuple[float, float]:
+def daemon_memory(seconds: float, model: Path) -> tuple[float, float]:
     tmp = Path(tempfile.mkdtemp())
     config = tmp / "edge.toml"
     config.write_text(f'api_url = "http://127.0.0.1:9"\nlot_id = "pucpr"\ndevice_id = "bench"\napi_key = "x"\n'
-                      f'slot_map = "{PKLOT / "2012-09-11_15_16_58.xml"}"\nheartbeat_s = 1\n'
+                      f'slot_map = "{PKLOT / "2012-09-11_15_16_58.xml"}"\nheartbeat_s = 1\nmodel = "{model}"\n'
                       f'[source]\nkind = "folder"\npath = "{PKLOT}"\ninterval_s = 0.2\n')
     proc = subprocess.Popen([sys.executable, "-m", "edge_runtime.cli", "run", "--config", str(config)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tmp)
@@ -80,16 +83,19 @@ def daemon_memory(seconds: float) -> tuple[float, float]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seconds", type=float, default=5.0)
+    ap.add_argument("--models", type=Path, default=MODELS, help="folder of slot_classifier[.int8].onnx")
     args = ap.parse_args()
+    int8 = args.models / "slot_classifier.int8.onnx"
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})  # one core
     slot_map = load_slot_map(PKLOT / "2012-09-11_15_16_58.xml")
     batch = crop_all(Image.open(PKLOT / "2012-09-11_15_16_58.jpg"), slot_map, SlotClassifier().size)
-    rows = [(name, (MODELS / f).stat().st_size / 1024, throughput(MODELS / f, batch, args.seconds))
+    rows = [(name, (args.models / f).stat().st_size / 1024, throughput(args.models / f, batch, args.seconds))
             for name, f in (("fp32", "slot_classifier.onnx"), ("int8", "slot_classifier.int8.onnx"))]
-    latency = frame_latency(60)
-    rss, peak = daemon_memory(max(8.0, args.seconds * 2))
-    print(f"\nparkcast edge benchmark ({os.cpu_count()} CPUs, measured on one core, batches of 100 slots)")
+    latency = frame_latency(60, int8)
+    rss, peak = daemon_memory(max(8.0, args.seconds * 2), int8)
+    print(f"\nparkcast edge benchmark ({os.cpu_count()} CPUs, measured on one core, batches of 100 slots; "
+          f"{args.models})")
     print(f"{'model':<6} {'size KB':>8} {'patches/s':>10}")
     for name, size, rate in rows:
         print(f"{name:<6} {size:>8.0f} {rate:>10.0f}")

@@ -74,7 +74,7 @@ Round 7 (session 8, 2026-11-28 10:45 UTC, fixed before running, one run; input r
            instead, finer where the data are dense. Every value and bin edge stays exact in
            float32, so the ONNX export still compares as scikit-learn. Same rule as round 5.
 
-Round 8 (session 9, 2026-11-28 13:58 UTC, fixed before running, one run; the correction gated by
+Round 8 (session 9, fixed in commit 630adfc before running, one run; the correction gated by
 the trees' own disagreement):
   gated    the shipped trees' correction where at least 7 of the 8 day-bag members of round 3
            (the same inputs, each fitted on a bootstrap resample of the fold's training days) give

@@ -17,7 +17,7 @@ PARKCAST_SLOT_DATA=DIR names another):
 
     flock /tmp/parkcast-cpu.lock .venv/bin/python benchmarks/slots.py [--arch lite0|cnn] [--holdout NAME]
 
-Pre-registered (session 9, 2026-11-28 14:08 UTC, before either run): the trunk's input side.
+Pre-registered (session 9, in commit 64776fd, before either run): the trunk's input side.
 The teacher study (benchmarks/slots_teacher.py) found that ImageNet's classifier recognises the
 slot's car only when the crop is resized to 224 px: object scale matters to ImageNet features. The
 shipped trunk reads 64 px crops. `--size 96` and `--size 128` (crops cut at that side, everything

