@@ -28,10 +28,10 @@ more than 0.005 lower (0.9681 / 0.9840); the full calibration's four halves and 
 mode's four halves none more than 0.002 lower (0.9994 / 0.9680 / 0.9950 / 0.9819 and
 0.9589 / 0.9425 / 0.9263 / 0.9538); and the int8 model at least 500 patches/s on one core. If
 both pass, the better worst case (the smaller side within 0.005).
-Result: both fail on their first condition, so the trunk stays at 64 px. 96 px: 0.8971 / 0.9171
-(camera A 0.019 lower); 128 px: 0.8820 / 0.8953 (camera A 0.034 lower). A bigger crop lets the
-head learn more of the training camera; the teacher's gain came from ImageNet's labels, not its
-scale alone.
+Result: both fail, so the trunk stays at 64 px. 96 px: 0.8971 / 0.9171 (its worst case is 0.011
+higher, but camera A is 0.019 lower); 128 px: 0.8820 / 0.8953 (worst case lower, camera A 0.034
+lower). A bigger crop lets the head learn more of the training camera; the teacher's gain came from
+ImageNet's labels, not its scale alone.
 """
 
 from __future__ import annotations
