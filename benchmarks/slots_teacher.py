@@ -91,6 +91,17 @@ class falls from 0.968 / 0.984 to 0.955 / 0.968; the full calibration ends about
 runs the whole graph for any output: 201 patches/s on one core and a 241 MB daemon
 (`benchmarks/edge.py --models DIR`). It stays an option (`parkcast train-slots --teacher 224`).
 
+Round 5, `--cascade` (session 9, pre-registered in the commit that adds this paragraph, before its
+one run; a measurement for the next design, nothing is built from it now): the teacher consulted
+only where the student is unsure, P(taken) within (0.1, 0.9) (calibrate's SURE_LOGIT); elsewhere
+the student alone. Zero-shot from round 4's int8 evidence (saved by `--native --from 64` in the
+cache) and the fold's student (the dumps); the known cameras from the packaged student and the
+fp32 teacher evidence with the Platt numbers of a `train-slots --teacher 224` build (its
+metrics.json, `--teacher-metrics`). Worth building next (the teacher as a second model run only on
+the unsure slots) if the worst unseen camera is at least 0.02 above the student's 0.8862, each known
+camera check no more than 0.005 below the student's (0.9894 camera A val, 0.9933 PUCPR other days),
+and at most 30 % of the patches of every set go to the teacher.
+
     PARKCAST_SLOT_DATA=... .venv/bin/python benchmarks/slots_teacher.py --dumps DIR   # DIR: slots.py --dump
     PARKCAST_SLOT_DATA=... .venv/bin/python benchmarks/slots_teacher.py --dumps DIR --edge
     PARKCAST_SLOT_DATA=... .venv/bin/python benchmarks/slots_teacher.py --dumps DIR --native
