@@ -189,12 +189,19 @@ def main() -> None:
     parser.add_argument("--edge", action="store_true", help="round 2: the teacher on the edge's 64 px crop")
     parser.add_argument("--native", action="store_true", help="round 3: the teacher as int8 on its own crop")
     parser.add_argument("--from", dest="crop", type=int, default=None, help="round 4: crop side the teacher resizes")
+    parser.add_argument("--cascade", action="store_true", help="round 5: the teacher only where the student is unsure")
+    parser.add_argument("--teacher-metrics", type=Path, default=None,
+                        help="round 5: metrics.json of a `train-slots --teacher 224` build (its Platt numbers)")
     args = parser.parse_args()
     args.cache.mkdir(parents=True, exist_ok=True)
     if args.edge:
         return edge_round(args.dumps, args.cache)
     if args.native:
         return native_round(args.dumps, args.cache, args.crop)
+    if args.cascade:
+        if args.teacher_metrics is None:
+            parser.error("--cascade needs --teacher-metrics")
+        return cascade_round(args.dumps, args.cache, args.teacher_metrics)
     data = sources(SIZE)
     v = {name: vehicle_scores(held_out(name, data).images, args.cache / f"{name}@{SIZE}.npy")
          for name in ("cnrpark_camA", "pklot_pucpr")}
@@ -333,6 +340,44 @@ def native_round(dumps: Path, cache: Path, crop: int | None = None) -> None:
     chosen = min(size for size, w in worst.items() if w >= max(worst.values()) - 0.005)
     print("worst held-out `both` by R: " + ", ".join(f"{k}: {w:.4f}" for k, w in worst.items())
           + f"; chosen R = {chosen} ({'passes' if worst[chosen] >= 0.8862 + 0.02 else 'fails'} the +0.02 rule)")
+
+
+def cascade_round(dumps: Path, cache: Path, teacher_metrics: Path) -> None:
+    """Round 5: the teacher's evidence added only where the student's P(taken) is within (0.1, 0.9)."""
+    import json
+    import tempfile
+
+    from edge_runtime.calibrate import SURE_LOGIT
+    from slot_training.data import load_frames, load_patch_csv
+    from slot_training.teacher import vehicle_evidence
+
+    def combined(p, v, a, b):
+        z = logit(p)
+        unsure = np.abs(z) < SURE_LOGIT
+        return np.where(unsure, sigmoid(z + a * v + b), p), unsure.mean(), sigmoid(z + a * v + b)
+
+    print(f"{'set':<34} {'student':>8} {'both':>8} {'cascade':>8} {'to teacher':>11}")
+    data = sources(64)
+    other = {"cnrpark_camA": "pklot_pucpr", "pklot_pucpr": "cnrpark_camA"}
+    for name, _, p, y, *_ in held_out_dumps(dumps, STUDENT):
+        saved = np.load(cache / f"native224from64_{name}.npz")
+        a, b = platt(held_out(other[name], data).occupied.astype(float), saved["other"])
+        q, share, both = combined(p, saved["held_out"], a, b)
+        print(f"{'unseen: ' + name:<34} {accuracy(y, p):8.4f} {accuracy(y, both):8.4f} {accuracy(y, q):8.4f} "
+              f"{share:11.1%}")
+    teacher = json.loads(teacher_metrics.read_text())["teacher"]
+    sample = REPO / "data" / "sample" / "slots"
+    known = {"known: camera A val": load_patch_csv(sample / "cnrpark_camA" / "labels.csv", 64, split="val"),
+             "known: PUCPR other days": load_frames(sample / "pklot_pucpr_frames" / "labeled", 64)}
+    classifier = SlotClassifier()
+    for label, patches in known.items():
+        x = edge_input(patches.images)
+        p, _ = classifier.outputs(x)
+        with tempfile.TemporaryDirectory() as tmp:
+            v = vehicle_evidence(x, Path(tmp))
+        q, share, both = combined(p, v, teacher["a"], teacher["b"])
+        y = patches.occupied
+        print(f"{label:<34} {accuracy(y, p):8.4f} {accuracy(y, both):8.4f} {accuracy(y, q):8.4f} {share:11.1%}")
 
 
 def known_camera(v: dict, labels: dict, cache: Path) -> dict:
