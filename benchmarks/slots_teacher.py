@@ -101,6 +101,10 @@ metrics.json, `--teacher-metrics`). Worth building next (the teacher as a second
 the unsure slots) if the worst unseen camera is at least 0.02 above the student's 0.8862, each known
 camera check no more than 0.005 below the student's (0.9894 camera A val, 0.9933 PUCPR other days),
 and at most 30 % of the patches of every set go to the teacher.
+Result: it fails. Unseen cameras 0.9463 / 0.9625 (better than `both`'s 0.9476 / 0.9430 on PUCPR),
+but the known cameras still lose (camera A val 0.9804, PUCPR other days 0.9699: the teacher flips
+the student's right but unsure calls), and the student is unsure of 23-41 % of the patches, so the
+teacher would run on up to 41 % of the slots.
 
     PARKCAST_SLOT_DATA=... .venv/bin/python benchmarks/slots_teacher.py --dumps DIR   # DIR: slots.py --dump
     PARKCAST_SLOT_DATA=... .venv/bin/python benchmarks/slots_teacher.py --dumps DIR --edge
