@@ -373,11 +373,14 @@ def registry_show(version: int) -> None:
 
 
 def _set_status(version: int, status, note: str) -> None:
-    from parking_core.registry import RegistryError
+    from parking_core.registry import ApprovalStatus, RegistryError, reject
 
     reg, group = _registry()
     try:
-        v = reg.set_status(group, version, status, note)
+        if status == ApprovalStatus.REJECTED:
+            v = reject(reg, group, version, note)
+        else:
+            v = reg.set_status(group, version, status, note)
     except RegistryError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"version {v.version}: {v.status}")
@@ -400,11 +403,6 @@ def registry_reject(version: int, note: str) -> None:
     """Reject a version (not the one in production: roll back first)."""
     from parking_core.registry import ApprovalStatus
 
-    reg, group = _registry()
-    production = reg.production(group)
-    if production is not None and production.version == version:  # rejecting it would not stop serving it
-        raise click.ClickException(f"version {version} is in production: run `parkcast registry rollback` "
-                                   "first, then reject it")
     _set_status(version, ApprovalStatus.REJECTED, note)
 
 

@@ -251,13 +251,13 @@ def import_csv(
     capacities: dict[str, Counter[int]] = {}
     for _, r in readings:
         capacities.setdefault(r.lot_id, Counter())[r.capacity] += 1
-    for lot_id in sorted(capacities):
-        lot = store.get_lot(lot_id)
+    existing = {lot_id: store.get_lot(lot_id) for lot_id in sorted(capacities)}
+    for lot_id, lot in existing.items():
         if lot is not None and lot.timezone != timezone:
             raise CsvFormatError(f"lot {lot_id} is in {lot.timezone}: reading this file's times in {timezone} "
                                  f"would shift them; pass --timezone {lot.timezone} (nothing was imported)")
     for lot_id, counts in sorted(capacities.items()):
-        if store.get_lot(lot_id) is None:
+        if existing[lot_id] is None:
             capacity = counts.most_common(1)[0][0]
             store.put_lot(
                 Lot(lot_id=lot_id, name=lot_id, capacity=capacity, timezone=timezone, grid_step_minutes=step_minutes)

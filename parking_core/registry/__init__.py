@@ -21,6 +21,7 @@ __all__ = [
     "RegistryError",
     "VersionNotFound",
     "open_registry",
+    "reject",
     "rollback",
 ]
 
@@ -33,6 +34,16 @@ def open_registry(settings) -> ModelRegistry:
     from parking_core.registry.local import LocalModelRegistry
 
     return LocalModelRegistry(settings.registry_path)
+
+
+def reject(registry: ModelRegistry, group: str, version: int, note: str) -> ModelVersion:
+    """Reject a version; never the one in production (rejecting it would not stop serving it: roll
+    back first)."""
+    production = registry.production(group)
+    if production is not None and production.version == version:
+        raise RegistryError(f"version {version} is in production: run `parkcast registry rollback` first, "
+                            "then reject it")
+    return registry.set_status(group, version, ApprovalStatus.REJECTED, note)
 
 
 def rollback(registry: ModelRegistry, group: str, deploy: Callable[[ModelVersion], None] | None = None
