@@ -157,29 +157,45 @@ SIZE = 224
 STUDENT = SlotTrainConfig(teacher=0)  # the dumps of the student alone, as shipped before this study
 
 
-def vehicle_scores(images: np.ndarray, cache: Path, upsample: int | None = None) -> np.ndarray:
-    """log P(vehicle) of every patch, cached (minutes at 224 px); `upsample`: the patches are first
-    resized in the graph's way (bilinear) to that size, as an edge model reading a small crop would."""
+def cached_batches(images: np.ndarray, cache: Path, what: str, make) -> np.ndarray:
+    """make() -> per_batch(torch batch of edge inputs) -> numpy, run over every patch in batches of
+    64 with progress, kept in `cache` (minutes at 224 px) and read from it when there (then the
+    network is not even built)."""
     if cache.exists():
         return np.load(cache)
     import torch
-    import torch.nn.functional as F
 
-    model, out, started = teacher_network(), [], time.perf_counter()
+    per_batch, out, started = make(), [], time.perf_counter()
     with torch.no_grad():
         for i in range(0, len(images), 64):
-            x = torch.from_numpy(edge_input(images[i : i + 64]))
-            if upsample and upsample != x.shape[-1]:
-                x = F.interpolate(x, size=(upsample, upsample), mode="bilinear", align_corners=False)
-            logits = model(x).double()
-            out.append((torch.logsumexp(logits[:, list(VEHICLES)], 1) - torch.logsumexp(logits, 1)).numpy())
+            out.append(per_batch(torch.from_numpy(edge_input(images[i : i + 64]))))
             done = min(i + 64, len(images))
-            print(f"\r  teacher {done}/{len(images)} patches, {done / (time.perf_counter() - started):.0f}/s",
+            print(f"\r  {what} {done}/{len(images)} patches, {done / (time.perf_counter() - started):.0f}/s",
                   end="", file=sys.stderr, flush=True)
     print(file=sys.stderr)
     v = np.concatenate(out)
     np.save(cache, v)
     return v
+
+
+def vehicle_scores(images: np.ndarray, cache: Path, upsample: int | None = None) -> np.ndarray:
+    """log P(vehicle) of every patch, cached; `upsample`: the patches are first resized in the
+    graph's way (bilinear) to that size, as an edge model reading a small crop would."""
+    def make():
+        import torch
+        import torch.nn.functional as F
+
+        model = teacher_network()
+
+        def evidence(x):
+            if upsample and upsample != x.shape[-1]:
+                x = F.interpolate(x, size=(upsample, upsample), mode="bilinear", align_corners=False)
+            logits = model(x).double()
+            return (torch.logsumexp(logits[:, list(VEHICLES)], 1) - torch.logsumexp(logits, 1)).numpy()
+
+        return evidence
+
+    return cached_batches(images, cache, "teacher", make)
 
 
 def auc(y: np.ndarray, s: np.ndarray) -> float:
@@ -210,23 +226,13 @@ def calibrated_on_halves(e, p_student, y, slots, later, seed_p) -> list[float]:
 
 def deep_features(images: np.ndarray, cache: Path) -> np.ndarray:
     """[N, 1280] pooled features of the whole pretrained Lite0 (the ImageNet classifier's input), cached."""
-    if cache.exists():
-        return np.load(cache)
-    import torch
-    import torch.nn.functional as F
+    def make():
+        import torch.nn.functional as F
 
-    model, out, started = teacher_network(), [], time.perf_counter()
-    with torch.no_grad():
-        for i in range(0, len(images), 64):
-            x = model.trunk(torch.from_numpy(edge_input(images[i : i + 64])))
-            out.append(F.relu6(model._bn1(model._conv_head(x))).mean((2, 3)).numpy())
-            done = min(i + 64, len(images))
-            print(f"\r  deep features {done}/{len(images)} patches, {done / (time.perf_counter() - started):.0f}/s",
-                  end="", file=sys.stderr, flush=True)
-    print(file=sys.stderr)
-    f = np.concatenate(out)
-    np.save(cache, f)
-    return f
+        model = teacher_network()
+        return lambda x: F.relu6(model._bn1(model._conv_head(model.trunk(x)))).mean((2, 3)).numpy()
+
+    return cached_batches(images, cache, "deep features", make)
 
 
 DEEP_C = 0.1
