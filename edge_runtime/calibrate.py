@@ -237,9 +237,10 @@ AUTO_OVERRULED = 0.02  # auto mode: the full calibration may flip at most this s
 AUTO_MIN_SURE = 50  # ... of at least this many sure calls; fewer: too little evidence, the threshold stands
 
 
-def fit_auto(embedding: np.ndarray, probabilities: np.ndarray, slots: np.ndarray | None = None) -> dict:
+def fit_auto(embedding: np.ndarray, probabilities: np.ndarray, slots: np.ndarray | None = None,
+             overruled: float = AUTO_OVERRULED) -> dict:
     """Both calibrations on the same patches; the full one where it only changes calls the
-    threshold-shifted model is unsure of (at most AUTO_OVERRULED of its sure calls flipped, out of
+    threshold-shifted model is unsure of (at most `overruled` of its sure calls flipped, out of
     at least AUTO_MIN_SURE), else the threshold. Refuses where the threshold mode refuses."""
     probabilities = np.asarray(probabilities, dtype=np.float64)
     check_slot_ids(slots, len(probabilities))
@@ -259,7 +260,7 @@ def fit_auto(embedding: np.ndarray, probabilities: np.ndarray, slots: np.ndarray
     if sure.sum() >= AUTO_MIN_SURE:
         checked["threshold_sure_flipped"] = round(float((full_taken != (shifted >= 0))[sure].mean()), 4)
     if full["kept_base"] or checked["threshold_sure_flipped"] is None \
-            or checked["threshold_sure_flipped"] > AUTO_OVERRULED:
+            or checked["threshold_sure_flipped"] > overruled:
         return threshold | checked
     return {**full, "mode": "auto", "chose": "full", **checked}
 

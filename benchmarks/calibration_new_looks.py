@@ -1,0 +1,199 @@
+"""Issue 13, session 10: should the daemon calibrate itself in `auto` mode instead of `threshold`?
+Checked on looks never used before, on the known camera and on the two held-out cameras.
+
+    PARKCAST_SLOT_DATA=... .venv/bin/python benchmarks/calibration_new_looks.py   # about 5 minutes
+
+Why: on the four held-out halves the daemon's default (`threshold`: Otsu's cut of the base logits)
+gives 0.926-0.959, the `auto` mode 0.968-0.999 (docs/benchmarks.md, "Auto mode"). Auto was not made
+the default in session 8 because its rule failed twice: brightness x2.2 (g = 0.018, under the
+0.02 limit, so it took the full calibration and lost 0.076 against the threshold) and PUCPR with a
+fifth of the slots taken (-0.010, g = 0.002). A smaller limit would have caught x2.2, but choosing it
+on the cases it is scored on would be tuning, so it was left. Here the limit is chosen on those old
+cases and tested on new ones.
+
+Pre-registered (session 10, 2026-11-28, in the commit that adds this file, before its one run):
+
+  Candidate: the daemon's `[self_calibration] mode` default becomes "auto", with
+  AUTO_OVERRULED = 0.01 instead of 0.02 (between x2.2's 0.018 and the held-out halves' <= 0.002;
+  on the session-8 cases only x2.2 changes, to the threshold). Everything else as shipped.
+
+  New looks, photometric only (a look is applied to every frame, or to every 64 px patch of a
+  camera that comes as patches, so its effect does not depend on the image's scale), none run
+  before: brightness x1.6; brightness x2.0; warm street light (R x1.2, G x0.9, B x0.55, then
+  brightness x0.7); night (brightness x0.3); saturation x2; low sun (gamma 0.7, then contrast x1.4);
+  overexposed and warm (brightness x1.7, then R x1.1, B x0.9); flat overcast (contrast x0.7,
+  brightness x1.2); green cast (R x0.85, G x1.2); hazy, bright and cool (contrast x0.6, brightness
+  x1.3, B x1.15).
+
+  Cases: (A) the known camera, as benchmarks/calibration_looks.py: the packaged model on the repo's
+  20 labelled PUCPR frames under each look, calibrated on all of them and scored on them; (B) the two
+  held-out cameras, their fold models trained again here exactly as benchmarks/slots.py does (a check:
+  their zero-shot int8 accuracy must equal 0.9158 / 0.8862), each look applied to all their patches,
+  calibrated on one half of the frames and scored on the other, both directions: 4 halves x 10 looks.
+  The four halves as recorded are printed too (seen before; not part of the rule).
+
+  Rule, to make auto (0.01) the daemon's default: (a) in every (A) case auto is no more than 0.002
+  below the threshold mode; (b) over the 40 (B) cases, auto is on average at least 0.01 above the
+  threshold mode and never more than 0.005 below it. Where the threshold mode refuses (one state
+  under 10 % of the calls), auto refuses too and the case counts as equal. Known and accepted if it
+  passes: session 8's PUCPR cell with a fifth of the slots taken (auto 0.9146, threshold 0.9248,
+  plain 0.8862), which no limit changes.
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageEnhance
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.calibration_looks import FRAMES, brightness, contrast, gamma  # noqa: E402
+from benchmarks.slots import FOLDS, held_out, model_outputs, slot_ids, sources  # noqa: E402
+from edge_runtime.adapt import Adapter  # noqa: E402
+from edge_runtime.calibrate import CalibrationError, fit_auto, fit_threshold  # noqa: E402
+from edge_runtime.classifier import SlotClassifier  # noqa: E402
+from edge_runtime.preprocess import crop_all  # noqa: E402
+from edge_runtime.slotmap import load_slot_map  # noqa: E402
+from slot_training.data import PatchSet  # noqa: E402
+from slot_training.training import SlotTrainConfig, edge_input, export, fit  # noqa: E402
+
+LIMIT = 0.01  # the candidate AUTO_OVERRULED
+EXPECTED_ZERO_SHOT = {"cnrpark_camA": 0.9158, "pklot_pucpr": 0.8862}
+
+
+def channels(r: float = 1.0, g: float = 1.0, b: float = 1.0):
+    def scaled(im: Image.Image) -> Image.Image:
+        bands = [band.point(lambda v, f=f: min(255, v * f)) for band, f in zip(im.split(), (r, g, b), strict=True)]
+        return Image.merge("RGB", bands)
+    return scaled
+
+
+def chain(*looks):
+    def applied(im: Image.Image) -> Image.Image:
+        for look in looks:
+            im = look(im)
+        return im
+    return applied
+
+
+NEW_LOOKS = {
+    "brightness x1.6": brightness(1.6),
+    "brightness x2.0": brightness(2.0),
+    "warm street light": chain(channels(1.2, 0.9, 0.55), brightness(0.7)),
+    "night (brightness x0.3)": brightness(0.3),
+    "saturation x2": lambda im: ImageEnhance.Color(im).enhance(2.0),
+    "low sun (gamma 0.7, contrast x1.4)": chain(gamma(0.7), contrast(1.4)),
+    "overexposed and warm": chain(brightness(1.7), channels(1.1, 1.0, 0.9)),
+    "flat overcast": chain(contrast(0.7), brightness(1.2)),
+    "green cast": channels(0.85, 1.2, 1.0),
+    "hazy, bright and cool": chain(contrast(0.6), brightness(1.3), channels(1.0, 1.0, 1.15)),
+}
+
+
+def accuracy(head: dict, p: np.ndarray, e: np.ndarray, y: np.ndarray) -> float:
+    return float(np.mean((Adapter(head)(e, p) >= 0.5) == (y == 1)))
+
+
+def compare(fit_on: tuple, score_on: tuple) -> tuple[float | None, float | None, str]:
+    """(threshold, auto at LIMIT, what auto chose and its g); None where the mode refused."""
+    (p, e, ids), (pt, et, yt) = fit_on, score_on
+    try:
+        threshold = accuracy(fit_threshold(p, e.shape[1]), pt, et, yt)
+    except CalibrationError:
+        threshold = None
+    try:
+        head = fit_auto(e, p, ids, overruled=LIMIT)
+        g = head["threshold_sure_flipped"]
+        return threshold, accuracy(head, pt, et, yt), f"{head['chose'][:4]} {'-' if g is None else f'{g:.3f}'}"
+    except CalibrationError:
+        return threshold, None, "refused"
+
+
+def looked(patches: PatchSet, look) -> np.ndarray:
+    """Edge inputs of every patch under a look (the look applied to each patch image)."""
+    return np.stack([np.asarray(look(Image.fromarray(im))) for im in patches.images])
+
+
+def fold_classifier(name: str, folder: Path) -> SlotClassifier:
+    """The fold model of benchmarks/slots.py (shipped config), trained again and exported int8."""
+    config = SlotTrainConfig()
+    data = sources(config.load)
+    train = PatchSet.concat("+".join(FOLDS[name]), [data[s] for s in FOLDS[name] if data[s] is not None])
+    _, int8, _ = export(fit(train, config, progress=False), train, folder, config)
+    return SlotClassifier(int8)
+
+
+def fmt(value: float | None) -> str:
+    return "refused" if value is None else f"{value:.4f}"
+
+
+def main() -> None:
+    started = time.perf_counter()
+    gaps_a, gaps_b = [], []
+
+    print(f"(A) known camera: packaged model, the repo's {len(list(FRAMES.glob('*.jpg')))} labelled PUCPR frames, "
+          "calibrated on all and scored on them")
+    print(f"{'look':<36} {'plain':>7} {'threshold':>9} {'auto':>8} {'chose, g':>12}")
+    classifier = SlotClassifier()
+    frames = sorted(FRAMES.glob("*.jpg"))
+    maps = [load_slot_map(jpg.with_suffix(".xml")) for jpg in frames]
+    ids = np.concatenate([[s.slot_id for s in m.slots] for m in maps])
+    truth = np.array([np.nan if s.occupied is None else float(s.occupied) for m in maps for s in m.slots])
+    known = ~np.isnan(truth)
+    for name, look in NEW_LOOKS.items():
+        outputs = [classifier.outputs(crop_all(look(Image.open(jpg).convert("RGB")), m, classifier.size))
+                   for jpg, m in zip(frames, maps, strict=True)]
+        p, e = np.concatenate([o[0] for o in outputs]), np.concatenate([o[1] for o in outputs])
+        threshold, auto, chose = compare((p, e, ids), (p[known], e[known], truth[known]))
+        gaps_a.append(0.0 if threshold is None or auto is None else auto - threshold)
+        print(f"{name:<36} {np.mean((p[known] >= 0.5) == (truth[known] == 1)):>7.4f} {fmt(threshold):>9} "
+              f"{fmt(auto):>8} {chose:>12}", flush=True)
+
+    print("\n(B) held-out cameras (fold models trained again), calibrated on one half of the frames, "
+          "scored on the other")
+    print(f"{'camera, test half':<30} {'look':<36} {'plain':>7} {'threshold':>9} {'auto':>8} {'chose, g':>12}")
+    data = sources(SlotTrainConfig().size)
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in EXPECTED_ZERO_SHOT:
+            fold = fold_classifier(name, Path(tmp) / name)
+            test = held_out(name, data)
+            y, slots = test.occupied.astype(int), slot_ids(name)
+            frames_ = np.unique(test.groups)
+            later = np.isin(test.groups, frames_[len(frames_) // 2 :])
+            p, _ = model_outputs(fold, test)
+            zero_shot = float(np.mean((p >= 0.5) == (y == 1)))
+            print(f"  {name}: zero-shot {zero_shot:.4f} (expected {EXPECTED_ZERO_SHOT[name]})", flush=True)
+            if abs(zero_shot - EXPECTED_ZERO_SHOT[name]) > 0.00006:
+                raise SystemExit(f"{name}: the fold model does not reproduce benchmarks/slots.py; stopping")
+            for look_name, look in {"as recorded (seen before)": None, **NEW_LOOKS}.items():
+                images = test.images if look is None else looked(test, look)
+                batches = [fold.outputs(edge_input(images[i : i + 256])) for i in range(0, len(images), 256)]
+                p, e = np.concatenate([b[0] for b in batches]), np.concatenate([b[1] for b in batches])
+                for half, tested in (("later", later), ("earlier", ~later)):
+                    cal = ~tested
+                    threshold, auto, chose = compare((p[cal], e[cal], slots[cal]),
+                                                     (p[tested], e[tested], y[tested]))
+                    if look is not None:
+                        gaps_b.append(0.0 if threshold is None or auto is None else auto - threshold)
+                    plain = np.mean((p[tested] >= 0.5) == (y[tested] == 1))
+                    print(f"{name + ', ' + half:<30} {look_name:<36} {plain:>7.4f} {fmt(threshold):>9} {fmt(auto):>8} "
+                          f"{chose:>12}", flush=True)
+
+    gaps_a, gaps_b = np.array(gaps_a), np.array(gaps_b)
+    a = bool((gaps_a >= -0.002).all())
+    b = bool(gaps_b.mean() >= 0.01 and (gaps_b >= -0.005).all())
+    print(f"\n(a) known camera: worst auto - threshold {gaps_a.min():+.4f} (limit -0.002): {'pass' if a else 'FAIL'}")
+    print(f"(b) held-out cameras, {len(gaps_b)} cases: mean auto - threshold {gaps_b.mean():+.4f} (at least +0.01), "
+          f"worst {gaps_b.min():+.4f} (limit -0.005): {'pass' if b else 'FAIL'}")
+    print(f"rule: {'PASS: auto (0.01) may become the default' if a and b else 'FAIL: the default stays threshold'}"
+          f"  ({time.perf_counter() - started:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()
