@@ -38,6 +38,19 @@ Pre-registered (session 10, 2026-11-28, in the commit that adds this file, befor
   under 10 % of the calls), auto refuses too and the case counts as equal. Known and accepted if it
   passes: session 8's PUCPR cell with a fifth of the slots taken (auto 0.9146, threshold 0.9248,
   plain 0.8862), which no limit changes.
+
+Result (one run, 141 s; the fold models reproduced 0.9158 / 0.8862): the rule FAILS, and the run
+found a harm of the daemon's default itself.
+  (a) known camera: auto is 0.0175 below the threshold mode on "hazy, bright and cool" (it took the
+      full calibration, g = 0.002: 0.9690 against 0.9865).
+  (b) held-out cameras: auto +0.0231 on average over the 40 cases, but 0.0114 below on camera A's
+      later half under saturation x2 (0.9431 against 0.9545).
+  The threshold mode, the daemon's default, fails badly under warm light, where no look of
+  session 7 went: on the known camera, warm street light 0.9144 -> 0.5749 and overexposed and warm
+  0.9539 -> 0.6430; on PUCPR held out 0.8308 -> 0.4682 (later half, warm street light) and 0.9154 /
+  0.9004 -> 0.5000 / 0.6287 (overexposed and warm). Auto kept the threshold in those cases (g
+  0.18-0.48), so it fails with it. Session 7's "never more than 0.002 below the plain model" held on
+  its 17 looks only.
 """
 
 from __future__ import annotations
