@@ -81,6 +81,11 @@ MIN_SLOT_PATCHES = 6  # a slot seen fewer times keeps the head's labels
 SURE_LOGIT = float(np.log(0.9 / 0.1))  # the model "was sure": P(taken) < 0.1 or > 0.9
 MODES = ("auto", "full", "threshold")
 THRESHOLD_SHARE = (0.1, 0.9)  # threshold mode: the share of slots the model calls taken must lie in here
+# threshold mode: the cut may overturn at most this share of the calls the model is sure of. Where
+# Otsu's cut fell beyond every unsure patch (warm street light on PUCPR) it overturned 35-74 % and
+# cost up to 0.41; where it helped, at most 10 % (benchmarks/calibration_new_looks.py).
+THRESHOLD_OVERRULED = 0.2
+AUTO_MIN_SURE = 50  # a share of sure calls is measured over at least this many; fewer: too little evidence
 
 
 class CalibrationError(AdaptError):
@@ -211,9 +216,11 @@ def otsu_threshold(values: np.ndarray) -> float:
     return float((z[best] + z[best + 1]) / 2)
 
 
-def fit_threshold(probabilities: np.ndarray, width: int) -> dict:
+def fit_threshold(probabilities: np.ndarray, width: int, overruled: float | None = None) -> dict:
     """A head (adapter format, `width` = the embedding's) that only moves the base model's decision
-    threshold to Otsu's split of its logits on this camera's patches (module docstring)."""
+    threshold to Otsu's split of its logits on this camera's patches (module docstring). Refuses a
+    cut that would overturn more than `overruled` (default THRESHOLD_OVERRULED) of the calls the
+    model is sure of."""
     probabilities = np.asarray(probabilities, dtype=np.float64)
     if not np.isfinite(probabilities).all():
         raise CalibrationError("the model's outputs hold non-finite values (NaN or inf): check the model file")
@@ -227,14 +234,21 @@ def fit_threshold(probabilities: np.ndarray, width: int) -> dict:
                                f"frames where both are common ({THRESHOLD_SHARE[0]:.0%}-{THRESHOLD_SHARE[1]:.0%} "
                                "taken): record frames while cars come and go (a working day)")
     cut = otsu_threshold(base)
+    sure = np.abs(base) > SURE_LOGIT
+    flipped = float(((base > 0) != (base > cut))[sure].mean()) if sure.sum() >= AUTO_MIN_SURE else None
+    limit = THRESHOLD_OVERRULED if overruled is None else overruled
+    if flipped is not None and flipped > limit:
+        raise CalibrationError(f"the threshold would overturn {flipped:.0%} of the calls the model is sure of (at "
+                               f"most {limit:.0%}): these frames look unlike any the model knows (a strong colour "
+                               "cast such as street light?); the model stays as trained")
     theta = start(width + 2)
     theta[-1] = -cut
     return {"center": [0.0] * width, "scale": [1.0] * width, "weights": theta[:-1].tolist(), "bias": float(theta[-1]),
-            "mode": "threshold", "threshold_logit": round(cut, 4), "kept_base": False, **changes(base, base - cut)}
+            "mode": "threshold", "threshold_logit": round(cut, 4), "kept_base": False, "sure_overturned": flipped,
+            **changes(base, base - cut)}
 
 
 AUTO_OVERRULED = 0.02  # auto mode: the full calibration may flip at most this share of the threshold's sure calls
-AUTO_MIN_SURE = 50  # ... of at least this many sure calls; fewer: too little evidence, the threshold stands
 
 
 def fit_auto(embedding: np.ndarray, probabilities: np.ndarray, slots: np.ndarray | None = None,
