@@ -40,7 +40,10 @@ than the full calibration on the held-out cameras; in the cases measured it cost
 (17 looks, a known camera) where the full calibration cost up to 0.108, and 0.015 on frames with
 one state rare (docs/benchmarks.md), so it is the self-calibrating daemon's default mode.
 When one state is rare in the frames Otsu splits the common one, so it refuses frames where the
-model calls fewer than 10 % or more than 90 % of the slots taken.
+model calls fewer than 10 % or more than 90 % of the slots taken. Under strong warm light (street
+light, an orange cast) Otsu's cut can fall beyond every slot the model is unsure of and halve its
+accuracy, overturning a third or more of the calls it is sure of; a helpful cut overturned at most
+10 % of them, so the mode refuses a cut that would overturn more than THRESHOLD_OVERRULED (20 %).
 
 A third mode (`auto`, the default of `parkcast-edge calibrate`) fits both and keeps the full
 calibration only where it leaves the threshold-shifted model's sure calls alone: on the new cameras

@@ -18,6 +18,7 @@ from edge_runtime.adapt import Adapter, write_adapter
 from edge_runtime.calibrate import (
     AUTO_OVERRULED,
     MIN_FRAMES,
+    THRESHOLD_OVERRULED,
     CalibrationError,
     fit_auto,
     fit_calibration,
@@ -663,10 +664,7 @@ def test_auto_is_the_calibrate_default_and_avoids_the_full_modes_measured_harm(t
     the threshold and stay at the model's level (benchmarks/calibration_looks.py)."""
     from PIL import ImageEnhance
 
-    from edge_runtime.classifier import SlotClassifier
     from edge_runtime.cli import main
-    from edge_runtime.preprocess import crop_all
-    from edge_runtime.slotmap import load_slot_map
 
     slots = OTHER_DAYS / "labeled" / "2012-09-11_15_16_58.xml"
     r = CliRunner().invoke(main, ["calibrate", "--frames", str(hazy_frames(tmp_path / "frames").pop().parent),
@@ -676,24 +674,59 @@ def test_auto_is_the_calibrate_default_and_avoids_the_full_modes_measured_harm(t
     assert json.loads(r.output.splitlines()[0])["threshold_sure_flipped"] <= AUTO_OVERRULED
     assert json.loads((tmp_path / "hazy.json").read_text())["head"]["mode"] == "auto"
 
+    p, e, ids, accuracy = known_camera(lambda im: ImageEnhance.Brightness(im).enhance(1.8))
+    head = fit_auto(e, p, ids)
+    assert head["chose"] == "threshold"
+    plain = accuracy(None)
+    assert accuracy(head) >= plain - 0.002 > accuracy(fit_calibration(e, p, ids)) + 0.05
+
+
+def known_camera(look):
+    """The packaged model's outputs on the repo's 20 labelled PUCPR frames under `look` (a PIL
+    image -> image function): P(taken), embedding, slot ids, and accuracy(head) on the labelled
+    slots (head None: the model as trained)."""
+    from edge_runtime.classifier import SlotClassifier
+    from edge_runtime.preprocess import crop_all
+    from edge_runtime.slotmap import load_slot_map
+
     classifier = SlotClassifier()
     outputs, truth, ids = [], [], []
     for jpg in sorted(MORE.glob("*.jpg")):
         slot_map = load_slot_map(jpg.with_suffix(".xml"))
-        bright = ImageEnhance.Brightness(Image.open(jpg).convert("RGB")).enhance(1.8)
-        outputs.append(classifier.outputs(crop_all(bright, slot_map, classifier.size)))
+        outputs.append(classifier.outputs(crop_all(look(Image.open(jpg).convert("RGB")), slot_map, classifier.size)))
         truth += [np.nan if s.occupied is None else float(s.occupied) for s in slot_map.slots]
         ids += [s.slot_id for s in slot_map.slots]
     p, e = np.concatenate([o[0] for o in outputs]), np.concatenate([o[1] for o in outputs])
-    truth, known = np.array(truth), ~np.isnan(np.array(truth))
+    truth = np.array(truth)
+    known = ~np.isnan(truth)
 
-    def accuracy(head):
-        return float(((Adapter(head)(e, p) >= 0.5) == (truth == 1))[known].mean())
+    def accuracy(head: dict | None) -> float:
+        calls = p if head is None else Adapter(head)(e, p)
+        return float(((calls >= 0.5) == (truth == 1))[known].mean())
 
-    head = fit_auto(e, p, np.array(ids))
-    assert head["chose"] == "threshold"
-    plain = float(((p >= 0.5) == (truth == 1))[known].mean())
-    assert accuracy(head) >= plain - 0.002 > accuracy(fit_calibration(e, p, np.array(ids))) + 0.05
+    return p, e, np.array(ids), accuracy
+
+
+def sodium_light(image: Image.Image) -> Image.Image:
+    """Orange street light: red x1.3, green x0.8, blue x0.4."""
+    return Image.merge("RGB", [band.point(lambda v, f=f: min(255, v * f))
+                               for band, f in zip(image.split(), (1.3, 0.8, 0.4), strict=True)])
+
+
+def test_threshold_mode_refuses_a_cut_that_would_overturn_the_models_sure_calls():
+    """Real frames under sodium street light: the model still reads most slots (0.89), but Otsu's cut
+    falls beyond every slot it is unsure of and would overturn most of its sure calls (accuracy 0.62,
+    benchmarks/calibration_new_looks.py). The threshold mode, and so auto and the daemon, refuse; as
+    recorded, the same frames pass."""
+    p, e, ids, accuracy = known_camera(sodium_light)
+    unguarded = fit_threshold(p, e.shape[1], overruled=1.0)
+    assert unguarded["sure_overturned"] > THRESHOLD_OVERRULED and accuracy(unguarded) < accuracy(None) - 0.2
+    for fit in (lambda: fit_threshold(p, e.shape[1]), lambda: fit_auto(e, p, ids)):
+        with pytest.raises(CalibrationError, match=r"would overturn \d+% of the calls the model is sure of"):
+            fit()
+    p, e, _, accuracy = known_camera(lambda im: im)
+    head = fit_threshold(p, e.shape[1])
+    assert head["sure_overturned"] <= 0.01 and accuracy(head) >= accuracy(None)
 
 
 def test_the_packaged_model_card_is_what_its_metrics_and_the_benchmark_rows_write():
