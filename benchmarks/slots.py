@@ -208,7 +208,8 @@ def dump_name(name: str, config: SlotTrainConfig) -> str:
     norm = "" if config.input_norm == "imagenet" else f"_{config.input_norm}"
     teacher = f"_teacher{config.teacher}" if config.teacher else ""
     side = "" if config.size == (64 if config.arch == "lite0" else 48) else f"_s{config.size}"
-    return f"{name}_{config.arch}{config.depth}_{config.pool}{norm}{teacher}{side}.npz"
+    cast = f"_cast{config.cast:g}" if config.cast else ""
+    return f"{name}_{config.arch}{config.depth}_{config.pool}{norm}{teacher}{side}{cast}.npz"
 
 
 def known_camera() -> None:

@@ -56,6 +56,10 @@ class SlotTrainConfig:
     # unseen cameras with no label and no calibration but costs the cameras trained on, threshold
     # calibration and adaptation, and 14x the model (docs/benchmarks.md), so it is an option.
     teacher: int = 0
+    # A strong colour cast (street light, another white balance) on half the training patches: a
+    # per-channel gain exp(U(-cast, cast)), on top of the mild +-15 % cast every patch gets. 0: none.
+    # It draws random numbers only when on, so cast = 0 trains exactly as before it existed.
+    cast: float = 0.0
 
     @property
     def load(self) -> int:
@@ -106,7 +110,7 @@ def build_model(config: SlotTrainConfig):
     raise ValueError(f"unknown arch {config.arch!r} (lite0 or cnn)")
 
 
-def augment(x, size: int, generator):
+def augment(x, size: int, generator, cast: float = 0.0):
     """A batch [B, 3, L, L] in [0, 1] -> [B, 3, size, size], each patch as another camera,
     another light and another slot map might have shown it."""
     import math
@@ -154,6 +158,9 @@ def augment(x, size: int, generator):
     mean = out.mean((1, 2, 3), keepdim=True)
     out = mean + (out - mean) * uniform(0.5, 1.5, b, 1, 1, 1)
     out = out * uniform(0.5, 1.5, b, 1, 1, 1) * uniform(0.85, 1.15, b, 3, 1, 1)
+    if cast:  # SlotTrainConfig.cast
+        strong = torch.exp(uniform(-cast, cast, b, 3, 1, 1))
+        out = out * torch.where(chance(0.5) > 0, strong, torch.ones_like(strong))
     out = out.clamp(0, 1) ** torch.exp(uniform(-0.5, 0.6, b, 1, 1, 1))
 
     # Shadows and low sun: a soft-edged half plane darker (cast shadow) or brighter (glare).
@@ -233,7 +240,7 @@ def fit(train: PatchSet, config: SlotTrainConfig, progress: bool = True):
             idx = order[i : i + config.batch_size]
             if len(idx) < 2:
                 continue  # batch norm needs two
-            logits = model(normalise(augment(x[idx], config.size, generator)))
+            logits = model(normalise(augment(x[idx], config.size, generator, config.cast)))
             loss = F.cross_entropy(logits, y[idx], weight=weights, label_smoothing=0.05)
             optimiser.zero_grad()
             loss.backward()
