@@ -107,6 +107,22 @@ LOOKS = {  # the first five, then the second twelve, each list fixed before its 
 }
 
 
+def known_camera_frames() -> tuple[list[Path], list, np.ndarray, np.ndarray]:
+    """The repo's labelled PUCPR frames: paths, slot maps, each slot's id and label (NaN: unlabelled)."""
+    frames = sorted(FRAMES.glob("*.jpg"))
+    maps = [load_slot_map(jpg.with_suffix(".xml")) for jpg in frames]
+    ids = np.concatenate([[s.slot_id for s in m.slots] for m in maps])
+    truth = np.array([np.nan if s.occupied is None else float(s.occupied) for m in maps for s in m.slots])
+    return frames, maps, ids, truth
+
+
+def outputs_under(classifier: SlotClassifier, frames: list[Path], maps: list, look) -> tuple[np.ndarray, np.ndarray]:
+    """P(taken) and embedding of every slot of `frames` seen through `look`."""
+    outputs = [classifier.outputs(crop_all(look(Image.open(jpg).convert("RGB")), m, classifier.size))
+               for jpg, m in zip(frames, maps, strict=True)]
+    return np.concatenate([o[0] for o in outputs]), np.concatenate([o[1] for o in outputs])
+
+
 def row(name: str, p: np.ndarray, e: np.ndarray, ids: np.ndarray, truth: np.ndarray) -> None:
     known = ~np.isnan(truth)
     started = time.perf_counter()
@@ -171,18 +187,13 @@ def main() -> None:
     parser.add_argument("--dumps", type=Path, default=None)
     args = parser.parse_args()
     classifier = SlotClassifier()
-    frames = sorted(FRAMES.glob("*.jpg"))
-    maps = [load_slot_map(jpg.with_suffix(".xml")) for jpg in frames]
-    ids = np.concatenate([[s.slot_id for s in m.slots] for m in maps])
-    truth = np.array([np.nan if s.occupied is None else float(s.occupied) for m in maps for s in m.slots])
+    frames, maps, ids, truth = known_camera_frames()
     known = ~np.isnan(truth)
     print(f"packaged model, {len(frames)} PUCPR frames ({known.sum()} labelled slots), calibrated on all of them")
     print(f"{'look':<46} {'plain':>7} {'calibrated':>10} {'kept model':>10} {'split consistency base/cal':>27} "
           f"{'fit (s)':>7} {'flipped':>8} {'of them sure':>12} {'threshold':>9} {'auto (chose, g)':>22}")
     for name, look in LOOKS.items():
-        outputs = [classifier.outputs(crop_all(look(Image.open(jpg).convert("RGB")), m, classifier.size))
-                   for jpg, m in zip(frames, maps, strict=True)]
-        row(name, np.concatenate([o[0] for o in outputs]), np.concatenate([o[1] for o in outputs]), ids, truth)
+        row(name, *outputs_under(classifier, frames, maps, look), ids, truth)
     if args.dumps:
         from benchmarks.slots import held_out_dumps
 

@@ -208,7 +208,7 @@ def dump_name(name: str, config: SlotTrainConfig) -> str:
     norm = "" if config.input_norm == "imagenet" else f"_{config.input_norm}"
     teacher = f"_teacher{config.teacher}" if config.teacher else ""
     side = "" if config.size == (64 if config.arch == "lite0" else 48) else f"_s{config.size}"
-    cast = f"_cast{config.cast:g}" if config.cast else ""
+    cast = "" if config.cast == SlotTrainConfig.cast else f"_cast{config.cast:g}"
     return f"{name}_{config.arch}{config.depth}_{config.pool}{norm}{teacher}{side}{cast}.npz"
 
 
@@ -267,6 +267,8 @@ def main() -> None:
     ap.add_argument("--input-norm", default=SlotTrainConfig.input_norm, choices=["imagenet", "patch"])
     ap.add_argument("--teacher", type=int, default=SlotTrainConfig.teacher,
                     help="side at which the ImageNet teacher reads the crop (0: the student alone)")
+    ap.add_argument("--cast", type=float, default=SlotTrainConfig.cast,
+                    help="strong colour cast in training (0: the design before session 10)")
     ap.add_argument("--draws", type=int, default=10, help="random draws per few-shot size")
     ap.add_argument("--dump", type=Path, default=None, help="folder for each held-out source's embeddings")
     ap.add_argument("--adapt-only", type=Path, default=None,
@@ -275,6 +277,8 @@ def main() -> None:
                     help="only calibration on a camera the packaged model already reads well (no training)")
     ap.add_argument("--json", type=Path, default=None, help="append each fold's result as a JSON line")
     args = ap.parse_args()
+    if args.dump:
+        args.dump.mkdir(parents=True, exist_ok=True)
     if args.known_camera:
         known_camera()
         return
@@ -282,11 +286,11 @@ def main() -> None:
                              pool=args.pool if args.arch == "lite0" else "avg",
                              size=args.size or (64 if args.arch == "lite0" else 48),
                              learning_rate=args.lr or SlotTrainConfig.learning_rate, input_norm=args.input_norm,
-                             teacher=args.teacher)
+                             teacher=args.teacher, cast=args.cast)
     print(f"slot classifier LOSO ({os.cpu_count()} CPUs, data {DATA}); arch {config.arch}, "
           f"{config.size} px, depth {config.depth}, freeze {config.freeze}, pool {config.pool}, "
           f"lr {config.learning_rate}, {config.epochs} epochs, input norm {config.input_norm}, "
-          f"teacher {config.teacher or 'none'}, "
+          f"teacher {config.teacher or 'none'}, colour cast {config.cast:g}, "
           "int8 ONNX through the edge code")
     head = f"{'held out':<14} {'trained on':<26} {'n':>5} {'fp32':>7} {'int8':>7} " + \
         " ".join(f"{f'k={k} mean/min':>16}" for k in SHOTS)

@@ -481,7 +481,9 @@ def train_slots(labels: Path, frame_dirs: tuple[Path, ...], check_frames: Path, 
     from slot_training.training import SlotTrainConfig, model_card, train_from_data
 
     logging.getLogger("parkcast.slots").setLevel(logging.INFO)
-    config = SlotTrainConfig(teacher=int(teacher), **({} if epochs is None else {"epochs": epochs}))
+    # The teacher option was measured with the design before the strong colour cast: it keeps that.
+    config = SlotTrainConfig(teacher=int(teacher), **({"cast": 0.0} if int(teacher) else {}),
+                             **({} if epochs is None else {"epochs": epochs}))
     if config.teacher and out.resolve() == (REPO / "edge_runtime/models").resolve():
         raise click.ClickException("--teacher 224 builds an optional model: give --out DIR (the default folder "
                                    "holds the packaged model the edge runs)")

@@ -707,18 +707,21 @@ def known_camera(look):
     return p, e, np.array(ids), accuracy
 
 
-def sodium_light(image: Image.Image) -> Image.Image:
-    """Orange street light: red x1.3, green x0.8, blue x0.4."""
+def overexposed_and_warm(image: Image.Image) -> Image.Image:
+    """Brightness x1.7, then red x1.1 and blue x0.9 (a look of benchmarks/calibration_new_looks.py)."""
+    from PIL import ImageEnhance
+
+    bright = ImageEnhance.Brightness(image).enhance(1.7)
     return Image.merge("RGB", [band.point(lambda v, f=f: min(255, v * f))
-                               for band, f in zip(image.split(), (1.3, 0.8, 0.4), strict=True)])
+                               for band, f in zip(bright.split(), (1.1, 1.0, 0.9), strict=True)])
 
 
 def test_threshold_mode_refuses_a_cut_that_would_overturn_the_models_sure_calls():
-    """Real frames under sodium street light: the model still reads most slots (0.89), but Otsu's cut
-    falls beyond every slot it is unsure of and would overturn most of its sure calls (accuracy 0.62,
-    benchmarks/calibration_new_looks.py). The threshold mode, and so auto and the daemon, refuse; as
-    recorded, the same frames pass."""
-    p, e, ids, accuracy = known_camera(sodium_light)
+    """Real frames, overexposed and warm: the packaged model still reads most slots (0.96), but Otsu's
+    cut falls beyond every slot it is unsure of and would overturn half of its sure calls (accuracy
+    0.60; benchmarks/calibration_new_looks.py). The threshold mode, and so auto and the daemon,
+    refuse; as recorded, the same frames pass."""
+    p, e, ids, accuracy = known_camera(overexposed_and_warm)
     unguarded = fit_threshold(p, e.shape[1], overruled=1.0)
     assert unguarded["sure_overturned"] > THRESHOLD_OVERRULED and accuracy(unguarded) < accuracy(None) - 0.2
     for fit in (lambda: fit_threshold(p, e.shape[1]), lambda: fit_auto(e, p, ids)):
@@ -726,7 +729,7 @@ def test_threshold_mode_refuses_a_cut_that_would_overturn_the_models_sure_calls(
             fit()
     p, e, _, accuracy = known_camera(lambda im: im)
     head = fit_threshold(p, e.shape[1])
-    assert head["sure_overturned"] <= 0.01 and accuracy(head) >= accuracy(None)
+    assert head["sure_overturned"] <= 0.01 and accuracy(head) >= accuracy(None) - 0.002  # the mode's rule
 
 
 def test_the_packaged_model_card_is_what_its_metrics_and_the_benchmark_rows_write():
