@@ -46,6 +46,7 @@ from edge_runtime.calibrate import CalibrationError, fit_auto, fit_calibration, 
 from edge_runtime.classifier import SlotClassifier  # noqa: E402
 from edge_runtime.preprocess import crop_all  # noqa: E402
 from edge_runtime.slotmap import load_slot_map  # noqa: E402
+from slot_training.training import SlotTrainConfig  # noqa: E402
 
 FRAMES = ROOT / "data" / "sample" / "slots" / "pklot_pucpr_more" / "labeled"
 
@@ -185,6 +186,8 @@ def main() -> None:
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dumps", type=Path, default=None)
+    parser.add_argument("--cast", type=float, default=SlotTrainConfig.cast,
+                        help="the dumps' design (0: the model before session 10, which the documented figures used)")
     args = parser.parse_args()
     classifier = SlotClassifier()
     frames, maps, ids, truth = known_camera_frames()
@@ -198,7 +201,7 @@ def main() -> None:
         from benchmarks.slots import held_out_dumps
 
         cameras = [(name, e, p, y.astype(float), ids, later, groups)  # their fold models, which never saw them
-                   for name, e, p, y, ids, later, groups in held_out_dumps(args.dumps)]
+                   for name, e, p, y, ids, later, groups in held_out_dumps(args.dumps, SlotTrainConfig(cast=args.cast))]
         for source, e, p, y, ids, later, _ in cameras:
             for half, chosen in (("later half", later), ("earlier half", ~later)):
                 row(f"{source}, {half}", p[chosen], e[chosen], ids[chosen], y[chosen])

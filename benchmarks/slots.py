@@ -208,7 +208,7 @@ def dump_name(name: str, config: SlotTrainConfig) -> str:
     norm = "" if config.input_norm == "imagenet" else f"_{config.input_norm}"
     teacher = f"_teacher{config.teacher}" if config.teacher else ""
     side = "" if config.size == (64 if config.arch == "lite0" else 48) else f"_s{config.size}"
-    cast = "" if config.cast == SlotTrainConfig.cast else f"_cast{config.cast:g}"
+    cast = f"_cast{config.cast:g}" if config.cast else ""  # no suffix: the design before session 10
     return f"{name}_{config.arch}{config.depth}_{config.pool}{norm}{teacher}{side}{cast}.npz"
 
 

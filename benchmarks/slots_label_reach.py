@@ -59,6 +59,7 @@ from edge_runtime.adapt import (  # noqa: E402
     standardisation,
 )
 from edge_runtime.calibrate import MIN_SLOT_PATCHES, SPLIT_GAP, STRENGTH, fit_calibration, slot_cut  # noqa: E402
+from slot_training.training import SlotTrainConfig  # noqa: E402
 
 TAU = 8.0
 SPREAD = 0.9
@@ -258,13 +259,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("dump", type=Path, help="folder of benchmarks/slots.py --dump files")
     parser.add_argument("--draws", type=int, default=10)
+    parser.add_argument("--cast", type=float, default=0.0,
+                        help="the dumps' design: 0 (default), the model these figures were measured with")
     parser.add_argument("--which", action="store_true", help="which patches to label (least sure first)")
     parser.add_argument("--from-calibration-half", action="store_true",
                         help="labels from the calibration half, tested on the other half")
     args = parser.parse_args()
     if args.which or args.from_calibration_half:
         print(f"{'held out':<14} {'rows':<9} {'k':>3} {'start':>10} variant=mean/min (one figure when deterministic)")
-        for name, e, p, y, s, later, _ in held_out_dumps(args.dump):
+        for name, e, p, y, s, later, _ in held_out_dumps(args.dump, SlotTrainConfig(cast=args.cast)):
             for half, cal, test in (("later", ~later, later), ("earlier", later, ~later)):
                 if args.from_calibration_half:
                     result = from_calibration_half(e, p, y, s, cal, test, args.draws)
@@ -282,7 +285,7 @@ def main() -> None:
         return
     print(f"{'held out':<14} {'test half':<9} {'k':>3} {'calibrated':>10} "
           + " ".join(f"{name + ' mean/min':>19}" for name in ("shipped", "carried", "exemplar", "joint50", "joint25")))
-    for name, e, p, y, s, later, _ in held_out_dumps(args.dump):
+    for name, e, p, y, s, later, _ in held_out_dumps(args.dump, SlotTrainConfig(cast=args.cast)):
         for half, cal, test in (("later", ~later, later), ("earlier", later, ~later)):
             result = one_direction(e, p, y, s, cal, test, args.draws)
             for k in SHOTS:

@@ -1,6 +1,6 @@
 """Label-free calibration to a new camera, from unlabelled frames of it (`parkcast-edge calibrate`).
 
-Why: the model trained on other cameras gets 0.89-0.92 of a new camera's slots right (issue 13),
+Why: the model trained on other cameras gets 0.90-0.93 of a new camera's slots right (issue 13),
 but its errors are systematic for that camera (painted lines, a bright surface, another angle),
 and the camera's own patches, even unlabelled, show where its two classes lie: a slot is either
 free or taken, so the embeddings of many patches of one camera form two groups.
@@ -33,17 +33,18 @@ labelled adapter on top of it.
 
 A second, one-parameter mode (`threshold`): only the model's decision threshold moves, to Otsu's
 split of the base logits of this camera's patches (the cut with the largest between-group
-variance). On a new camera the model still ranks slots well (AUC 0.984-0.996 on the two held-out
+variance). On a new camera the model still ranks slots well (AUC 0.985-0.998 on the two held-out
 cameras) but its bias is off (one camera's cars called free, the other's painted bays called
-taken), which one threshold corrects without the model's features being reread. It gains less
-than the full calibration on the held-out cameras; in the cases measured it cost at most 0.002
-(17 looks, a known camera) where the full calibration cost up to 0.108, and 0.015 on frames with
-one state rare (docs/benchmarks.md), so it is the self-calibrating daemon's default mode.
-When one state is rare in the frames Otsu splits the common one, so it refuses frames where the
-model calls fewer than 10 % or more than 90 % of the slots taken. Under strong warm light (street
-light, an orange cast) Otsu's cut can fall beyond every slot the model is unsure of and halve its
-accuracy, overturning a third or more of the calls it is sure of; a helpful cut overturned at most
-10 % of them, so the mode refuses a cut that would overturn more than THRESHOLD_OVERRULED (20 %).
+taken), which one threshold corrects without the model's features being reread. It gains less than
+the full calibration on the held-out cameras; on session 7's 17 looks and a known camera it cost at
+most 0.002 where the full calibration cost up to 0.108 (under colour casts on a camera the model
+never saw, up to 0.033), and 0.015 on frames with one state rare (docs/benchmarks.md), so it is the
+self-calibrating daemon's default mode. When one state is rare in the frames Otsu splits the common
+one, so it refuses frames where the model calls fewer than 10 % or more than 90 % of the slots
+taken. Under strong warm light (street light, an orange cast) Otsu's cut can fall beyond every slot
+the model is unsure of and halve its accuracy, overturning a third or more of the calls it is sure
+of; a helpful cut overturned at most 10 % of them, so the mode refuses a cut that would overturn
+more than THRESHOLD_OVERRULED (20 %).
 
 A third mode (`auto`, the default of `parkcast-edge calibrate`) fits both and keeps the full
 calibration only where it leaves the threshold-shifted model's sure calls alone: on the new cameras

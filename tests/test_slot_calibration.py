@@ -467,6 +467,24 @@ def test_threshold_calibration_moves_only_the_decision_threshold_and_refuses_a_o
         fit_threshold(np.where(np.arange(600) == 7, np.nan, p), width=7)
 
 
+def test_threshold_guard_judges_the_share_of_sure_calls_a_cut_overturns(monkeypatch):
+    """The limit itself: logits spread evenly over [-8, 8] and Otsu's cut set by hand. A cut at +4
+    overturns 16 % of the sure calls (|logit| > ln 9) and stands; at +5, 24 %, refused. A helpful cut
+    overturned at most 10 % in the benchmark, a collapse 35 % or more. Fewer than 50 sure calls are
+    too few to judge."""
+    import edge_runtime.calibrate as calibrate
+
+    p = (1 / (1 + np.exp(-np.linspace(-8, 8, 1000)))).astype(np.float32)
+    monkeypatch.setattr(calibrate, "otsu_threshold", lambda z: 4.0)
+    assert 0.15 < fit_threshold(p, width=7)["sure_overturned"] < THRESHOLD_OVERRULED
+    monkeypatch.setattr(calibrate, "otsu_threshold", lambda z: 5.0)
+    with pytest.raises(CalibrationError, match=r"would overturn 24% of the calls the model is sure of"):
+        fit_threshold(p, width=7)
+    unsure = (1 / (1 + np.exp(-np.linspace(-2.3, 2.3, 1000)))).astype(np.float32)  # about 40 sure calls
+    monkeypatch.setattr(calibrate, "otsu_threshold", lambda z: 2.25)
+    assert fit_threshold(unsure, width=7)["sure_overturned"] is None
+
+
 def test_the_daemon_self_calibrates_its_threshold_by_default(tmp_path):
     """Default mode (threshold) over the hazy frames: only P(taken) is collected, the threshold
     moves, and the readings go from 0.81 to above 0.97 (0.988 on the dev machine)."""
