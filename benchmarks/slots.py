@@ -31,7 +31,9 @@ both pass, the better worst case (the smaller side within 0.005).
 Result: both fail, so the trunk stays at 64 px. 96 px: 0.8971 / 0.9171 (its worst case is 0.011
 higher, but camera A is 0.019 lower); 128 px: 0.8820 / 0.8953 (worst case lower, camera A 0.034
 lower). A bigger crop lets the head learn more of the training camera; the teacher's gain came from
-ImageNet's labels, not its scale alone.
+ImageNet's labels, not its scale alone. (These runs used the design before session 10's colour cast:
+add `--cast 0` to reproduce them. Since then the default trains with `--cast 0.5`, chosen in
+benchmarks/calibration_new_looks.py --colour; its rows are docs/slots-loso.jsonl.)
 """
 
 from __future__ import annotations

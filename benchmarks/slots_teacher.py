@@ -128,7 +128,8 @@ PUCPR far better than the student (0.9804 against 0.8862), but trained on PUCPR 
 no better (0.9106 against 0.9158): the worst camera rises only from 0.8862 to 0.9106, far below
 0.95 (and round 4's 0.9430). `deep+teacher` 0.9566 / 0.9604 (round 4's `both`: 0.9476 / 0.9430).
 
-    PARKCAST_SLOT_DATA=... .venv/bin/python benchmarks/slots_teacher.py --dumps DIR   # DIR: slots.py --dump
+    # DIR: slots.py --cast 0 --dump DIR (the student before session 10's colour cast, which every round used)
+    PARKCAST_SLOT_DATA=... .venv/bin/python benchmarks/slots_teacher.py --dumps DIR
     PARKCAST_SLOT_DATA=... .venv/bin/python benchmarks/slots_teacher.py --dumps DIR --edge
     PARKCAST_SLOT_DATA=... .venv/bin/python benchmarks/slots_teacher.py --dumps DIR --native
     PARKCAST_SLOT_DATA=... .venv/bin/python benchmarks/slots_teacher.py --dumps DIR --native --from 64
