@@ -89,7 +89,7 @@ THRESHOLD_SHARE = (0.1, 0.9)  # threshold mode: the share of slots the model cal
 # Otsu's cut fell beyond every unsure patch (warm street light on PUCPR) it overturned 35-74 % and
 # cost up to 0.41; where it helped, at most 10 % (benchmarks/calibration_new_looks.py).
 THRESHOLD_OVERRULED = 0.2
-AUTO_MIN_SURE = 50  # a share of sure calls is measured over at least this many; fewer: too little evidence
+MIN_SURE = 50  # a share of sure calls is measured over at least this many; fewer: too little evidence
 
 
 class CalibrationError(AdaptError):
@@ -238,8 +238,7 @@ def fit_threshold(probabilities: np.ndarray, width: int, overruled: float | None
                                f"frames where both are common ({THRESHOLD_SHARE[0]:.0%}-{THRESHOLD_SHARE[1]:.0%} "
                                "taken): record frames while cars come and go (a working day)")
     cut = otsu_threshold(base)
-    sure = np.abs(base) > SURE_LOGIT
-    flipped = float(((base > 0) != (base > cut))[sure].mean()) if sure.sum() >= AUTO_MIN_SURE else None
+    _, flipped = sure_overturned(base, base > cut)
     limit = THRESHOLD_OVERRULED if overruled is None else overruled
     if flipped is not None and flipped > limit:
         raise CalibrationError(f"the threshold would overturn {flipped:.0%} of the calls the model is sure of (at "
@@ -252,6 +251,14 @@ def fit_threshold(probabilities: np.ndarray, width: int, overruled: float | None
             **changes(base, base - cut)}
 
 
+def sure_overturned(logits: np.ndarray, taken: np.ndarray) -> tuple[int, float | None]:
+    """How many calls `logits` is sure of (|logit| > SURE_LOGIT), and the share of them that the
+    calls `taken` put in the other state (None when fewer than MIN_SURE: too little to judge)."""
+    sure = np.abs(logits) > SURE_LOGIT
+    count = int(sure.sum())
+    return count, (float((taken != (logits > 0))[sure].mean()) if count >= MIN_SURE else None)
+
+
 AUTO_OVERRULED = 0.02  # auto mode: the full calibration may flip at most this share of the threshold's sure calls
 
 
@@ -259,7 +266,7 @@ def fit_auto(embedding: np.ndarray, probabilities: np.ndarray, slots: np.ndarray
              overruled: float = AUTO_OVERRULED) -> dict:
     """Both calibrations on the same patches; the full one where it only changes calls the
     threshold-shifted model is unsure of (at most `overruled` of its sure calls flipped, out of
-    at least AUTO_MIN_SURE), else the threshold. Refuses where the threshold mode refuses."""
+    at least MIN_SURE), else the threshold. Refuses where the threshold mode refuses."""
     probabilities = np.asarray(probabilities, dtype=np.float64)
     check_slot_ids(slots, len(probabilities))
     try:
@@ -273,10 +280,8 @@ def fit_auto(embedding: np.ndarray, probabilities: np.ndarray, slots: np.ndarray
         return threshold
     shifted = logit(probabilities) + threshold["bias"]  # the threshold head: base logit - cut
     full_taken = Adapter(full)(np.asarray(embedding, dtype=np.float64), probabilities) >= 0.5
-    sure = np.abs(shifted) > SURE_LOGIT
-    checked = {"sure": int(sure.sum()), "threshold_sure_flipped": None}
-    if sure.sum() >= AUTO_MIN_SURE:
-        checked["threshold_sure_flipped"] = round(float((full_taken != (shifted >= 0))[sure].mean()), 4)
+    sure, flipped = sure_overturned(shifted, full_taken)
+    checked = {"sure": sure, "threshold_sure_flipped": None if flipped is None else round(flipped, 4)}
     if full["kept_base"] or checked["threshold_sure_flipped"] is None \
             or checked["threshold_sure_flipped"] > overruled:
         return threshold | checked

@@ -658,7 +658,7 @@ def test_auto_calibration_keeps_the_threshold_without_evidence_that_the_full_hea
     assert head["sure"] == 900 and head["threshold_sure_flipped"] == 0.0
     unsure = sigmoid(np.where(taken, 1.0, -1.0) + rng.normal(0, 0.3, 900))  # nothing it is sure of
     head = fit_auto(embedding, unsure, slots)
-    assert head["chose"] == "threshold" and head["sure"] < calibrate.AUTO_MIN_SURE
+    assert head["chose"] == "threshold" and head["sure"] < calibrate.MIN_SURE
     assert head["threshold_sure_flipped"] is None
 
     def refuses(*args, **kwargs):
