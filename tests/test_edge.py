@@ -116,6 +116,30 @@ def test_packaged_int8_model_meets_its_accuracy_targets():
     assert frames["n"] == 299 and frames["accuracy"] >= 0.97
 
 
+def test_the_int8_model_answers_alike_on_every_cpu():
+    """onnxruntime runs the int8 graph with this CPU's integer kernels; with every graph
+    optimisation off it runs the reference arithmetic (dequantize, float convolution, quantize).
+    On x86 without VNNI, uint8 x int8 products saturate in pairs unless the weights are 7-bit
+    (slot_training.training.quantize_int8): the 8-bit model moved P(taken) by up to 0.46 there.
+    The kernels may round differently from the reference, nothing more."""
+    import onnxruntime as ort
+
+    from edge_runtime.classifier import DEFAULT_MODEL
+    from edge_runtime.preprocess import crop_all
+
+    patches = crop_all(Image.open(FRAMES[0]).convert("RGB"), load_slot_map(XML), 64)  # the edge's own crops
+
+    def probabilities(level):
+        options = ort.SessionOptions()
+        options.graph_optimization_level = level
+        session = ort.InferenceSession(str(DEFAULT_MODEL), options, providers=["CPUExecutionProvider"])
+        return session.run(None, {session.get_inputs()[0].name: patches})[0][:, 1]
+
+    kernels = probabilities(ort.GraphOptimizationLevel.ORT_ENABLE_ALL)
+    reference = probabilities(ort.GraphOptimizationLevel.ORT_DISABLE_ALL)
+    assert len(kernels) == len(load_slot_map(XML).slots) and np.abs(kernels - reference).max() < 0.05
+
+
 def test_long_batches_run_in_chunks_with_the_same_answers():
     """A frame's slots go to onnxruntime CHUNK at a time (a model with the 224 px teacher would hold
     hundreds of MB of activations for 100 at once), in order."""
