@@ -65,8 +65,8 @@ def one_day(e: np.ndarray, p: np.ndarray, y: np.ndarray, s: np.ndarray, day: np.
     calibration = fit_calibration(e_day, p_day, s_day)
     calibrated = Adapter(calibration)
     p_cal_day, p_cal_test = calibrated(e_day, p_day), calibrated(e[test], p[test])
-    out = {"plain": accuracy(None, e[test], p[test], y[test]), "calibrated": accuracy(None, e[test], p_cal_test, y[test]),
-           "shots": {}}
+    out = {"plain": accuracy(None, e[test], p[test], y[test]),
+           "calibrated": accuracy(None, e[test], p_cal_test, y[test]), "shots": {}}
     for k in SHOTS:
         results = {path: [] for path in PATHS}
         for seed in range(draws):
