@@ -3,7 +3,7 @@
 The setting of an installer: they record a day of frames of their camera (unlabelled) and label
 k free and k taken slots on those frames. Today they can calibrate on the frames
 (`parkcast-edge calibrate`) and then adapt on the labels on top (`adapt --calibration`): path A.
-Or adapt on the labels alone: path B. Path C (`edge_runtime.calibrate.fit_seeded`) uses both at
+Or adapt on the labels alone: path B. Path C (`fit_seeded` below) uses both at
 once: the calibration's self-training, started from the labels' adapter instead of the model's own
 calls, with the labelled patches held at their labels in every round (a quarter of each round's
 weight), then the per-slot split; if its per-slot consistency is no better than the labels'
@@ -45,11 +45,76 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from slots import REPO, held_out_dumps, model_outputs, slot_ids, sources  # noqa: E402
 
-from edge_runtime.adapt import Adapter, fit_head  # noqa: E402
-from edge_runtime.calibrate import fit_calibration, fit_seeded  # noqa: E402
+from edge_runtime.adapt import Adapter, class_weights, design, fit_head, newton, standardisation  # noqa: E402
+from edge_runtime.calibrate import (  # noqa: E402
+    FIRST_SHARE,
+    ROUNDS,
+    STRENGTH,
+    fit_calibration,
+    slot_split_labels,
+    split_consistency,
+)
 from edge_runtime.classifier import SlotClassifier  # noqa: E402
 
 SHOTS = (5, 10, 20)
+LABEL_SHARE = 0.25  # the person's labels carry this share of each self-training fit's weight (set, not tuned)
+
+
+def fit_seeded(embedding: np.ndarray, probabilities: np.ndarray, slots: np.ndarray, picked: np.ndarray,
+               truth: np.ndarray) -> dict:
+    """Path C: `fit_calibration`'s self-training and per-slot split (edge_runtime/calibrate.py, the
+    same settings), started from the labels' adapter and holding the labelled patches at their
+    labels; the labels' adapter where the result agrees no more with its per-slot splits."""
+    embedding = np.asarray(embedding, dtype=np.float64)
+    center, scale = standardisation(embedding)
+    x = design(embedding, probabilities, center, scale)
+    fallback = seed_theta(embedding, probabilities, picked, truth, center, scale)
+    score = x @ fallback
+    theta0, pull = np.zeros(x.shape[1]), np.full(x.shape[1], STRENGTH)
+    pull[-2], pull[-1] = 1e9, 0.0  # the head reads the camera's features, not the base logit; free bias
+    for r in range(ROUNDS):
+        share = FIRST_SHARE + (1 - FIRST_SHARE) * r / max(ROUNDS - 1, 1)
+        guess = score > 0
+        keep = np.zeros(len(score), dtype=bool)
+        for label in (False, True):
+            members = np.flatnonzero(guess == label)
+            sure = np.abs(score[members])
+            keep[members[sure >= np.quantile(sure, 1 - share)]] = True
+        theta = newton(*training_rows(x, np.flatnonzero(keep), guess, picked, truth), STRENGTH, theta0=theta0,
+                       pull=pull)
+        score = x @ theta
+    guess, _ = slot_split_labels(x[:, :-2], score, slots)
+    if 0 < guess.sum() < len(guess):
+        theta = newton(*training_rows(x, np.arange(len(guess)), guess, picked, truth), STRENGTH, theta0=theta0,
+                       pull=pull)
+    if split_consistency(x[:, :-2], x @ theta, slots) <= split_consistency(x[:, :-2], x @ fallback, slots):
+        theta = fallback
+    return {"center": center.tolist(), "scale": scale.tolist(), "weights": theta[:-1].tolist(),
+            "bias": float(theta[-1])}
+
+
+def seed_theta(embedding: np.ndarray, probabilities: np.ndarray, picked: np.ndarray, truth: np.ndarray,
+               center: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """The labels' adapter (as `parkcast-edge adapt` fits it) as weights over this camera's design."""
+    head = fit_head(embedding[picked], probabilities[picked], truth)
+    weights = np.asarray(head["weights"], dtype=np.float64)
+    head_scale, head_center = np.asarray(head["scale"]), np.asarray(head["center"])
+    # ((e - c_h) / s_h) w + a logit + b  ==  ((e - c) / s) (w s / s_h) + a logit + b + ((c - c_h) / s_h) w
+    bias = head["bias"] + float(((center - head_center) / head_scale) @ weights[:-1])
+    return np.concatenate([weights[:-1] * scale / head_scale, [weights[-1], bias]])
+
+
+def training_rows(x: np.ndarray, kept: np.ndarray, guess: np.ndarray, picked: np.ndarray, truth: np.ndarray
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A fit's rows, targets and weights: kept patches at their guessed labels, the labelled ones at
+    their labels with LABEL_SHARE of the weight (each part class-balanced)."""
+    kept = np.setdiff1d(kept, picked)
+    y_kept, y_picked = guess[kept].astype(np.float64), truth.astype(np.float64)
+    w_kept, w_picked = class_weights(y_kept), class_weights(y_picked)
+    w_kept *= (1 - LABEL_SHARE) / w_kept.sum()
+    w_picked *= LABEL_SHARE / w_picked.sum()
+    rows = np.concatenate([kept, picked])
+    return x[rows], np.concatenate([y_kept, y_picked]), np.concatenate([w_kept, w_picked])
 PATHS = ("A: calibrate, then adapt", "B: adapt on the labels", "C: seeded self-training")
 
 

