@@ -271,6 +271,8 @@ def main() -> None:
                     help="side at which the ImageNet teacher reads the crop (0: the student alone)")
     ap.add_argument("--cast", type=float, default=SlotTrainConfig.cast,
                     help="strong colour cast in training (0: the design before session 10)")
+    ap.add_argument("--seed", type=int, default=SlotTrainConfig.seed,
+                    help="training seed (augmentation, order, initial head); the shipped figures use the default")
     ap.add_argument("--draws", type=int, default=10, help="random draws per few-shot size")
     ap.add_argument("--dump", type=Path, default=None, help="folder for each held-out source's embeddings")
     ap.add_argument("--adapt-only", type=Path, default=None,
@@ -288,11 +290,11 @@ def main() -> None:
                              pool=args.pool if args.arch == "lite0" else "avg",
                              size=args.size or (64 if args.arch == "lite0" else 48),
                              learning_rate=args.lr or SlotTrainConfig.learning_rate, input_norm=args.input_norm,
-                             teacher=args.teacher, cast=args.cast)
+                             teacher=args.teacher, cast=args.cast, seed=args.seed)
     print(f"slot classifier LOSO ({os.cpu_count()} CPUs, data {DATA}); arch {config.arch}, "
           f"{config.size} px, depth {config.depth}, freeze {config.freeze}, pool {config.pool}, "
           f"lr {config.learning_rate}, {config.epochs} epochs, input norm {config.input_norm}, "
-          f"teacher {config.teacher or 'none'}, colour cast {config.cast:g}, "
+          f"teacher {config.teacher or 'none'}, colour cast {config.cast:g}, seed {config.seed}, "
           "int8 ONNX through the edge code")
     head = f"{'held out':<14} {'trained on':<26} {'n':>5} {'fp32':>7} {'int8':>7} " + \
         " ".join(f"{f'k={k} mean/min':>16}" for k in SHOTS)
