@@ -53,6 +53,7 @@ from edge_runtime.calibrate import (  # noqa: E402
     fit_calibration,
     slot_split_labels,
     split_consistency,
+    surest,
 )
 from edge_runtime.classifier import SlotClassifier  # noqa: E402
 
@@ -73,13 +74,8 @@ def fit_seeded(embedding: np.ndarray, probabilities: np.ndarray, slots: np.ndarr
     theta0, pull = np.zeros(x.shape[1]), np.full(x.shape[1], STRENGTH)
     pull[-2], pull[-1] = 1e9, 0.0  # the head reads the camera's features, not the base logit; free bias
     for r in range(ROUNDS):
-        share = FIRST_SHARE + (1 - FIRST_SHARE) * r / max(ROUNDS - 1, 1)
         guess = score > 0
-        keep = np.zeros(len(score), dtype=bool)
-        for label in (False, True):
-            members = np.flatnonzero(guess == label)
-            sure = np.abs(score[members])
-            keep[members[sure >= np.quantile(sure, 1 - share)]] = True
+        keep = surest(score, FIRST_SHARE + (1 - FIRST_SHARE) * r / max(ROUNDS - 1, 1), r)
         theta = newton(*training_rows(x, np.flatnonzero(keep), guess, picked, truth), STRENGTH, theta0=theta0,
                        pull=pull)
         score = x @ theta

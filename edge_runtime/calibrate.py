@@ -101,6 +101,20 @@ def check_slot_ids(slots: np.ndarray | None, patches: int) -> None:
         raise CalibrationError(f"{len(slots)} slot ids for {patches} patches")
 
 
+def surest(score: np.ndarray, share: float, round_: int = 0) -> np.ndarray:
+    """Self-training's patches for one round: in each class the head calls, the `share` it is surest of."""
+    guess = score > 0
+    keep = np.zeros(len(score), dtype=bool)
+    for label in (False, True):
+        members = np.flatnonzero(guess == label)
+        if len(members) == 0:
+            raise CalibrationError(f"self-training lost every {'taken' if label else 'free'} slot "
+                                   f"(round {round_ + 1}); the frames do not show both classes clearly")
+        sure = np.abs(score[members])
+        keep[members[sure >= np.quantile(sure, 1 - share)]] = True
+    return keep
+
+
 def slot_split_labels(z: np.ndarray, score: np.ndarray, slots: np.ndarray, gap: float = SPLIT_GAP) -> tuple[
         np.ndarray, int]:
     """Labels (taken = True) from each slot's split in two along its scores (module docstring),
@@ -163,16 +177,8 @@ def fit_calibration(embedding: np.ndarray, probabilities: np.ndarray, slots: np.
     pull[-2] = 1e9  # the base model's logit stays out: the head must read the camera's own features
     pull[-1] = 0.0  # the bias is free
     for r in range(rounds):
-        share = first_share + (1 - first_share) * r / max(rounds - 1, 1)
         guess = score > 0
-        keep = np.zeros(len(score), dtype=bool)
-        for label in (False, True):
-            members = np.flatnonzero(guess == label)
-            if len(members) == 0:
-                raise CalibrationError(f"self-training lost every {'taken' if label else 'free'} slot "
-                                       f"(round {r + 1}); the frames do not show both classes clearly")
-            sure = np.abs(score[members])
-            keep[members[sure >= np.quantile(sure, 1 - share)]] = True
+        keep = surest(score, first_share + (1 - first_share) * r / max(rounds - 1, 1), r)
         y = guess[keep].astype(np.float64)
         theta = newton(x[keep], y, class_weights(y), strength, theta0=theta0, pull=pull)
         score = x @ theta
