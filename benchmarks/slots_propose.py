@@ -1,0 +1,113 @@
+"""Which slots should an installer label? Patches that cover the camera's own variety, against
+random ones (the benchmark's draws) for `parkcast-edge adapt`.
+
+Session 7 ordered the patches by the model's doubt (least sure first) and lost to random draws
+(benchmarks/slots_label_reach.py): on a camera the model never saw, its wrong calls are often sure
+ones. For budgets this small, the active-learning literature picks typical, diverse examples
+instead (a cluster's most central member; e.g. TypiClust, Hacohen et al. 2022). Here: the source's
+patches, embedding standardised on them, in 2k k-means clusters (scikit-learn, one init, seed d);
+within each cluster the patches in order of distance to its centre; proposals go round the
+clusters, largest first, taking each one's next patch. The person labels the proposals in order,
+skipping a patch whose class already has k labels, until both classes have k (as with random
+draws, at most k per class). The adapter is fitted exactly as `adapt` does; tested on the
+source's other patches, like the random draws of `benchmarks/slots.py`.
+
+Pre-registered (this docstring committed before the one run): "proposed" becomes what `parkcast-edge
+label` offers (a command that proposes which slots to label across a day of frames) only if, on
+the mean over the four seeds' dumps (benchmarks/slots_seeds.py) and 10 draws each (random: label
+draws; proposed: k-means seeds):
+  1. k=20: on both held-out cameras at least 0.005 above random;
+  2. k=5 and k=10: on neither camera more than 0.002 below random.
+
+    .venv/bin/python benchmarks/slots_propose.py --dumps DIR [DIR ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from sklearn.cluster import KMeans
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from slots import SHOTS, held_out_dumps  # noqa: E402
+
+from edge_runtime.adapt import Adapter, fit_head, standardisation  # noqa: E402
+
+CAMERAS = ("cnrpark_camA", "pklot_pucpr")
+
+
+def proposals(embedding: np.ndarray, clusters: int, seed: int) -> np.ndarray:
+    """Every patch, in the order they are offered for labelling (module docstring)."""
+    center, scale = standardisation(np.asarray(embedding, dtype=np.float64))
+    z = (embedding - center) / scale
+    km = KMeans(n_clusters=clusters, n_init=1, random_state=seed).fit(z)
+    distance = np.linalg.norm(z - km.cluster_centers_[km.labels_], axis=1)
+    members = [np.flatnonzero(km.labels_ == c) for c in range(clusters)]
+    members = [m[np.argsort(distance[m], kind="stable")] for m in members]
+    members.sort(key=len, reverse=True)  # stable: ties keep cluster order
+    order = [m[i] for i in range(max(len(m) for m in members)) for m in members if i < len(m)]
+    return np.asarray(order)
+
+
+def labelled(order: np.ndarray, occupied: np.ndarray, k: int) -> np.ndarray:
+    """The proposals a person labels: in order, skipping a full class, until k of each."""
+    taken, counts = [], [0, 0]
+    for i in order:
+        c = int(occupied[i])
+        if counts[c] < k:
+            taken.append(i)
+            counts[c] += 1
+            if min(counts) == k:
+                break
+    return np.asarray(taken)
+
+
+def score(e: np.ndarray, p: np.ndarray, y: np.ndarray, pick: np.ndarray) -> float:
+    rest = np.setdiff1d(np.arange(len(y)), pick)
+    adapter = Adapter(fit_head(e[pick], p[pick], y[pick]))
+    return float(((adapter(e[rest], p[rest]) >= 0.5) == (y[rest] == 1)).mean())
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--dumps", type=Path, nargs="+", required=True)
+    ap.add_argument("--draws", type=int, default=10)
+    args = ap.parse_args()
+    started = time.perf_counter()
+    results = {(c, k, way): [] for c in CAMERAS for k in SHOTS for way in ("random", "proposed")}
+    for dump in args.dumps:
+        for name, e, p, y, _, _, _ in held_out_dumps(dump):
+            for k in SHOTS:
+                for d in range(args.draws):
+                    rng = np.random.default_rng(d)  # the draws of benchmarks/slots.py
+                    pick = np.concatenate([rng.choice(np.flatnonzero(y == c), k, replace=False) for c in (0, 1)])
+                    results[name, k, "random"].append(score(e, p, y, pick))
+                    results[name, k, "proposed"].append(score(e, p, y, labelled(proposals(e, 2 * k, d), y, k)))
+            print(f"{dump} {name}: done ({time.perf_counter() - started:.0f} s)", flush=True)
+    print(f"\n{'camera':<14} {'k':>3} {'random mean/min':>17} {'proposed mean/min':>19}")
+    for c in CAMERAS:
+        for k in SHOTS:
+            r, q = results[c, k, "random"], results[c, k, "proposed"]
+            print(f"{c:<14} {k:>3} {np.mean(r):>10.4f}/{np.min(r):.4f} {np.mean(q):>12.4f}/{np.min(q):.4f}")
+
+    def gain(c, k):
+        return float(np.mean(results[c, k, "proposed"]) - np.mean(results[c, k, "random"]))
+
+    checks = {"1. k=20: both cameras at least 0.005 above random": all(gain(c, 20) >= 0.005 for c in CAMERAS),
+              "2. k=5 and k=10: neither camera more than 0.002 below random": all(
+                  gain(c, k) >= -0.002 for c in CAMERAS for k in (5, 10))}
+    print("\nrule (pre-registered):")
+    for text, ok in checks.items():
+        print(f"  {'pass' if ok else 'FAIL'}  {text}")
+    print(f"verdict: proposed {'passes' if all(checks.values()) else 'fails'}; gains at k=20: "
+          + ", ".join(f"{c} {gain(c, 20):+.4f}" for c in CAMERAS) + f" ({time.perf_counter() - started:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()
