@@ -129,6 +129,40 @@ def label(frame: Path, slots_path: Path, out: Path, model: Path | None, adapter:
 
 
 @main.command()
+@click.option("--frames", "frames_dir", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="folder of frames of this camera (.jpg/.jpeg/.png), e.g. one every 15 minutes over a day")
+@click.option("--slots", "slots_path", required=True, type=click.Path(path_type=Path), help="slot map: .xml/.csv/.json")
+@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="new folder for the proposed patches and labels.csv")
+@click.option("--per-class", type=click.IntRange(min=1), default=20, show_default=True,
+              help="labels wanted of each class (free, taken)")
+@click.option("--model", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None)
+@click.option("--calibration", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="calibration from `parkcast-edge calibrate` (then adapt with --calibration too)")
+@click.option("--frame", "frame_name", default=None, help="for a CSV slot map holding several frames")
+def propose(frames_dir: Path, slots_path: Path, out: Path, per_class: int, model: Path | None,
+            calibration: Path | None, frame_name: str | None) -> None:
+    """Propose which slots to label: across a day of frames, the ones that cover this camera's
+    variety (k-means on the model's embedding, numpy). OUT/labels.csv lists them in order with
+    `occupied` blank: fill it in from the top (1 taken, 0 free) until you have PER_CLASS of each,
+    then `parkcast-edge adapt --labels OUT/labels.csv` (blank rows are left out)."""
+    from edge_runtime.labels import LabelSetError, write_proposal_set
+    from edge_runtime.slotmap import SlotMapError, load_slot_map
+
+    frames = sorted(p for p in frames_dir.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+    try:
+        slot_map = load_slot_map(slots_path, frame_name)
+        result = write_proposal_set(frames, slot_map, _classifier(model, calibration=calibration), out, per_class)
+    except (LabelSetError, SlotMapError, OSError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(json.dumps(result))
+    click.echo(f"fill in the occupied column of {result['labels']} from the top (1 taken, 0 free; the patch is "
+               f"in the path column) until you have {per_class} of each; then: parkcast-edge adapt --labels "
+               f"{result['labels']} --out adapter.json" + (f" --calibration {calibration}" if calibration else ""),
+               err=True)
+
+
+@main.command()
 @click.option("--labels", "labels_paths", required=True, multiple=True,
               type=click.Path(exists=True, dir_okay=False, path_type=Path), help="labels.csv (repeatable)")
 @click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="adapter .json")

@@ -27,9 +27,10 @@ def scores(truth, predicted) -> dict:
     }
 
 
-def read_labels(labels_csv: Path, split: str | None = None) -> list[tuple[Path, bool]]:
+def read_labels(labels_csv: Path, split: str | None = None, blank_unlabelled: bool = False) -> list[tuple[Path, bool]]:
     """(patch path, occupied) rows; paths are relative to the CSV; `split` keeps the rows of one
-    value of a `split` column (CNRPark's manifest: train / val)."""
+    value of a `split` column (CNRPark's manifest: train / val). `blank_unlabelled`: a row with
+    an empty `occupied` is one nobody labelled yet (`parkcast-edge propose`), left out."""
     labels_csv = Path(labels_csv)
     with open(labels_csv, newline="") as fh:
         reader = csv.DictReader(fh)
@@ -41,6 +42,8 @@ def read_labels(labels_csv: Path, split: str | None = None) -> list[tuple[Path, 
             if split is not None and row.get("split") != split:
                 continue
             occupied, name = (row.get("occupied") or "").strip(), (row.get("path") or "").strip()
+            if blank_unlabelled and not occupied:
+                continue
             if occupied not in ("0", "1"):
                 raise ValueError(f"{labels_csv}:{i}: occupied must be 0 or 1, got {row.get('occupied')!r}")
             if not name:
@@ -54,7 +57,8 @@ def read_labels(labels_csv: Path, split: str | None = None) -> list[tuple[Path, 
             lines[key] = i
             rows.append((path, occupied == "1"))
     if not rows:
-        raise ValueError(f"{labels_csv}: no rows")
+        raise ValueError(f"{labels_csv}: no " + ("labelled rows (fill in the occupied column: 1 taken, 0 free)"
+                                                 if blank_unlabelled else "rows"))
     return rows
 
 

@@ -4,6 +4,10 @@ A label set is a folder: patches/<frame>__<slot>.png (each slot exactly as the m
 the perspective crop at the model's input size, lossless), labels.csv (path, occupied, slot_id,
 frame, model_p) pre-filled with the model's guesses, and <frame>.overlay.png showing slot ids.
 Several frames may share one folder: labelling a frame again replaces only that frame's rows.
+
+A proposal set (`parkcast-edge propose`) holds the slots of a day of frames most worth labelling,
+in order (a `rank` column), with `occupied` left blank: the person fills it in from the top until
+they have 20 of each class; `adapt` leaves blank rows out.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from edge_runtime.overlay import draw_overlay
 from edge_runtime.preprocess import crop, to_array
 
 COLUMNS = ["path", "occupied", "slot_id", "frame", "model_p"]
+PROPOSED_PER_CLASS = 3  # a proposal set lists this many rows per label wanted: enough to reach k of each
 
 
 def _safe(name: str) -> str:
@@ -92,7 +97,7 @@ def adapt_from_labels(labels_paths: list[Path], classifier, out: Path) -> dict:
     inputs = [*labels_paths, classifier.path] + ([classifier.calibration.path] if classifier.calibration else [])
     if any(Path(out).resolve() == Path(p).resolve() for p in inputs):
         raise ValueError(f"--out {out} would overwrite one of adapt's own inputs: name a new file, e.g. adapter.json")
-    rows = [row for path in labels_paths for row in read_labels(path)]
+    rows = [row for path in labels_paths for row in read_labels(path, blank_unlabelled=True)]
     occupied = np.array([o for _, o in rows])
     check_labels(occupied)  # before reading any image: a clear message first
     probabilities, embedding = [], []
@@ -112,3 +117,57 @@ def adapt_from_labels(labels_paths: list[Path], classifier, out: Path) -> dict:
     write_adapter(out, head, classifier.path, counts | {"files": [str(p) for p in labels_paths]}, calibration)
     return {"n": len(rows), **counts, "base_accuracy": head["base_accuracy"], "cv_accuracy": head["cv_accuracy"],
             "strength": head["strength"], "out": str(out), "min_per_class": MIN_PER_CLASS}
+
+
+def write_proposal_set(frames: list[Path], slot_map, classifier, out: Path, per_class: int = 20) -> dict:
+    """The slots of `frames` most worth labelling (edge_runtime.proposals), in order: their patches
+    and a labels.csv with `occupied` blank, PROPOSED_PER_CLASS x 2 x per_class rows at most.
+    Refuses a folder that already holds a labels.csv (it may hold a person's labels)."""
+    from edge_runtime.preprocess import crop_all
+    from edge_runtime.proposals import proposal_order
+    from edge_runtime.slotmap import SlotMapError, validate
+
+    out = Path(out)
+    if (out / "labels.csv").exists():
+        raise LabelSetError(f"{out / 'labels.csv'} exists (it may hold your labels): use another --out folder")
+    if per_class < MIN_PER_CLASS:
+        raise LabelSetError(f"--per-class {per_class}: adapt needs at least {MIN_PER_CLASS} labels of each class")
+    if not classifier.has_embedding:
+        raise LabelSetError(f"{classifier.path} has no embedding output: proposals need a model trained by "
+                            "`parkcast train-slots`")
+    if len({f.stem for f in frames}) < len(frames):
+        raise LabelSetError("two frames share a name (before the extension): their patches would share files")
+    embedding, probabilities, where = [], [], []
+    for frame in frames:
+        try:
+            image = Image.open(frame).convert("RGB")
+            validate(slot_map, image.size)
+        except (OSError, SlotMapError) as exc:
+            raise LabelSetError(f"{frame}: {exc}") from None
+        p, e = classifier.calibrated_outputs(crop_all(image, slot_map, classifier.size))
+        probabilities.append(p)
+        embedding.append(e)
+        where += [(frame, slot) for slot in slot_map.slots]
+    if len(where) < 2 * per_class:
+        raise LabelSetError(f"{len(frames)} frame(s) give {len(where)} slot patches: propose needs at least "
+                            f"{2 * per_class} (more frames, over a day)")
+    order = proposal_order(np.concatenate(embedding), 2 * per_class)[: PROPOSED_PER_CLASS * 2 * per_class]
+    probabilities = np.concatenate(probabilities)
+    (out / "patches").mkdir(parents=True, exist_ok=True)
+    rows, images = [], {}
+    for rank, i in enumerate(order, start=1):
+        frame, slot = where[i]
+        if frame not in images:
+            images[frame] = Image.open(frame).convert("RGB")
+        path = Path("patches") / f"{_safe(frame.stem)}__{_safe(slot.slot_id)}.png"
+        crop(images[frame], slot.points, classifier.size).save(out / path)
+        rows.append({"rank": rank, "path": path.as_posix(), "occupied": "", "slot_id": slot.slot_id,
+                     "frame": frame.stem, "model_p": f"{probabilities[i]:.3f}"})
+    tmp = out / "labels.csv.tmp"
+    with open(tmp, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, ["rank", *COLUMNS])
+        writer.writeheader()
+        writer.writerows(rows)
+    tmp.replace(out / "labels.csv")
+    return {"frames": len(frames), "patches": len(where), "proposed": len(rows), "per_class": per_class,
+            "labels": str(out / "labels.csv")}

@@ -159,3 +159,77 @@ def test_pretrained_backbone_loads_the_packaged_imagenet_weights():
     state = pretrained_state()
     assert torch.equal(trunk._blocks[7]._project_conv.weight, state["_blocks.7._project_conv.weight"])
     assert trunk(torch.zeros(2, 3, 64, 64)).shape == (2, 80, 4, 4)
+
+
+def test_proposals_go_round_the_cameras_clusters_largest_first_nearest_the_centre_first():
+    from edge_runtime.adapt import standardisation
+    from edge_runtime.proposals import proposal_order
+
+    rng = np.random.default_rng(0)
+    sizes, centres = (100, 60, 30, 10), 12.0 * np.eye(4, 8)  # four looks of a camera, far apart
+    blob = np.concatenate([np.full(n, b) for b, n in enumerate(sizes)])
+    embedding = centres[blob] + rng.normal(size=(len(blob), 8))
+    order = proposal_order(embedding, clusters=4)
+    assert sorted(order) == list(range(len(blob))) and np.array_equal(order, proposal_order(embedding, 4))
+    assert list(blob[order[:8]]) == [0, 1, 2, 3, 0, 1, 2, 3]  # round the clusters, the largest first
+    center, scale = standardisation(embedding)  # distances are read on the camera's own scale
+    z = (embedding - center) / scale
+    for b in range(4):  # each cluster's first proposal is its most typical member
+        members = np.flatnonzero(blob == b)
+        assert order[b] == members[np.argmin(np.linalg.norm(z[members] - z[members].mean(axis=0), axis=1))]
+
+
+def test_propose_then_label_from_the_top_then_adapt(tmp_path):
+    """`parkcast-edge propose` over a day of real frames: the slots to label in order, `occupied`
+    blank; the person fills rows from the top until k of each; adapt leaves the blank rows out."""
+    from edge_runtime.cli import main
+    from edge_runtime.slotmap import load_slot_map
+
+    more = REPO / "data" / "sample" / "slots" / "pklot_pucpr_more" / "labeled"
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for jpg in sorted(more.glob("*.jpg")):
+        (frames / jpg.name).write_bytes(jpg.read_bytes())
+    runner, out, xml = CliRunner(), tmp_path / "proposed", PKLOT / "2012-09-11_15_16_58.xml"
+    r = runner.invoke(main, ["propose", "--frames", str(frames), "--slots", str(xml), "--out", str(out),
+                             "--per-class", "5"])
+    assert r.exit_code == 0, r.output
+    with open(out / "labels.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [int(row["rank"]) for row in rows] == list(range(1, 31)) and all(row["occupied"] == "" for row in rows)
+    assert len({(row["frame"], row["slot_id"]) for row in rows}) == 30 and len({row["frame"] for row in rows}) > 3
+    assert all((out / row["path"]).exists() for row in rows)
+
+    truth = {jpg.stem: {s.slot_id: s.occupied for s in load_slot_map(jpg.with_suffix(".xml")).slots}
+             for jpg in more.glob("*.jpg")}
+    counts = [0, 0]
+    for row in rows:  # the person, from the top, until 5 of each
+        state = truth[row["frame"]][row["slot_id"]]
+        if state is not None and counts[state] < 5 and min(counts) < 5:
+            row["occupied"], counts[state] = int(state), counts[state] + 1
+    assert counts == [5, 5]
+    with open(out / "labels.csv", "w", newline="") as fh:
+        writer = csv.DictWriter(fh, list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    r = runner.invoke(main, ["adapt", "--labels", str(out / "labels.csv"), "--out", str(tmp_path / "adapter.json")])
+    assert r.exit_code == 0, r.output
+    assert json.loads((tmp_path / "adapter.json").read_text())["labels"] | {"files": None} == {
+        "free": 5, "taken": 5, "files": None}
+    # eval reads every row as a label: a blank one is an error there, not a silent skip
+    r = runner.invoke(main, ["eval", "--labels", str(out / "labels.csv")])
+    assert r.exit_code != 0 and "occupied must be 0 or 1" in r.output
+
+    # Never over a folder that may hold a person's labels; too few labels asked for; nothing labelled yet
+    before = (out / "labels.csv").read_bytes()
+    r = runner.invoke(main, ["propose", "--frames", str(frames), "--slots", str(xml), "--out", str(out)])
+    assert r.exit_code != 0 and "may hold your labels" in r.output and (out / "labels.csv").read_bytes() == before
+    r = runner.invoke(main, ["propose", "--frames", str(frames), "--slots", str(xml), "--out", str(tmp_path / "x"),
+                             "--per-class", "2"])
+    assert r.exit_code != 0 and "at least 3 labels of each class" in r.output
+    blank = tmp_path / "blank"
+    r = runner.invoke(main, ["propose", "--frames", str(frames), "--slots", str(xml), "--out", str(blank),
+                             "--per-class", "3"])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(main, ["adapt", "--labels", str(blank / "labels.csv"), "--out", str(tmp_path / "no.json")])
+    assert r.exit_code != 0 and "no labelled rows" in r.output and not (tmp_path / "no.json").exists()
