@@ -22,7 +22,18 @@ Result (75a28de): it passes, +0.014 / +0.016 at k=20 (docs/benchmarks.md). The p
 same procedure in numpy (edge_runtime.proposals: no scikit-learn on the Pi), so its k-means
 starts and ends elsewhere: the "edge" column scores that implementation on the same dumps.
 
-    .venv/bin/python benchmarks/slots_propose.py --dumps DIR [DIR ...]
+With `--days` (pre-registered in this paragraph, committed before its one run): the installer's
+path with a day of frames. Each held-out camera's frames in time order, one half the day, the
+other the test, both directions (4 halves), the same four seeds' dumps, 10 draws each. Paths at
+k = 5, 10, 20 labels per class, all labels from the day's patches:
+  A  calibrate on the day, random labels from the day, adapt on top of the calibration (today's docs);
+  P  proposals over the day (edge implementation, on the embedding), adapt on the plain model;
+  CP calibrate on the day, proposals over the day, adapt on top of the calibration.
+The docs recommend CP over A for an installer with a day of frames only if, at k=20, CP's worst
+half is at least 0.005 above A's worst half and no half under CP is more than 0.002 below A; and
+recommend P over A only if the same holds for P.
+
+    .venv/bin/python benchmarks/slots_propose.py --dumps DIR [DIR ...] [--days]
 """
 
 from __future__ import annotations
@@ -78,11 +89,53 @@ def score(e: np.ndarray, p: np.ndarray, y: np.ndarray, pick: np.ndarray) -> floa
     return float(((adapter(e[rest], p[rest]) >= 0.5) == (y[rest] == 1)).mean())
 
 
+def days(dumps: list[Path], draws: int) -> None:
+    """The --days comparison (module docstring)."""
+    from edge_runtime.calibrate import fit_calibration
+
+    paths = ("A", "P", "CP")
+    results = {}
+    for dump in dumps:
+        for name, e, p, y, s, later, _ in held_out_dumps(dump):
+            for half, day in ((f"{name}, later half tested", ~later), (f"{name}, earlier half tested", later)):
+                test = ~day
+                calibrated = Adapter(fit_calibration(e[day], p[day], s[day]))
+                p_cal = calibrated(e, p)
+                day_index = np.flatnonzero(day)
+                for k in SHOTS:
+                    for d in range(draws):
+                        rng = np.random.default_rng(d)
+                        random = np.concatenate([rng.choice(day_index[y[day] == c], k, replace=False) for c in (0, 1)])
+                        proposed = day_index[labelled(proposal_order(e[day], 2 * k, d), y[day], k)]
+                        for path, pick, q in (("A", random, p_cal), ("P", proposed, p), ("CP", proposed, p_cal)):
+                            adapter = Adapter(fit_head(e[pick], q[pick], y[pick]))
+                            right = (adapter(e[test], q[test]) >= 0.5) == (y[test] == 1)
+                            results.setdefault((half, k, path), []).append(float(right.mean()))
+            print(f"{dump} {name}: done", flush=True)
+    halves = sorted({h for h, _, _ in results})
+    print(f"\n{'test half':<34} {'k':>3}" + "".join(f"{path:>16}" for path in paths))
+    for h in halves:
+        for k in SHOTS:
+            print(f"{h:<34} {k:>3}" + "".join(
+                f"{np.mean(results[h, k, path]):>9.4f}/{np.min(results[h, k, path]):.4f}" for path in paths))
+    mean = {(h, path): float(np.mean(results[h, 20, path])) for h in halves for path in paths}
+    print("\nrule (pre-registered), k=20:")
+    for path in ("CP", "P"):
+        worst, worst_a = min(mean[h, path] for h in halves), min(mean[h, "A"] for h in halves)
+        ok = worst >= worst_a + 0.005 and all(mean[h, path] >= mean[h, "A"] - 0.002 for h in halves)
+        print(f"  {path}: worst half {worst:.4f} against A's {worst_a:.4f}; "
+              f"{'recommend over A' if ok else 'not recommended over A'}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--dumps", type=Path, nargs="+", required=True)
     ap.add_argument("--draws", type=int, default=10)
+    ap.add_argument("--days", action="store_true", help="the installer's day of frames: calibration and proposals")
     args = ap.parse_args()
+    if args.days:
+        days(args.dumps, args.draws)
+        return
     started = time.perf_counter()
     results = {(c, k, way): [] for c in CAMERAS for k in SHOTS for way in ("random", "proposed", "edge")}
     for dump in args.dumps:
