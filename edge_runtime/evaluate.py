@@ -29,8 +29,10 @@ def scores(truth, predicted) -> dict:
 
 def read_labels(labels_csv: Path, split: str | None = None, blank_unlabelled: bool = False) -> list[tuple[Path, bool]]:
     """(patch path, occupied) rows; paths are relative to the CSV; `split` keeps the rows of one
-    value of a `split` column (CNRPark's manifest: train / val). `blank_unlabelled`: a row with
-    an empty `occupied` is one nobody labelled yet (`parkcast-edge propose`), left out."""
+    value of a `split` column (CNRPark's manifest: train / val). `blank_unlabelled`: in a proposal
+    set (`parkcast-edge propose`, which writes a `rank` column), a row with an empty `occupied` is
+    one nobody labelled yet and is left out; anywhere else an empty cell is an error, as a label
+    lost by a slip of the hand must not pass unnoticed."""
     labels_csv = Path(labels_csv)
     with open(labels_csv, newline="") as fh:
         reader = csv.DictReader(fh)
@@ -38,6 +40,7 @@ def read_labels(labels_csv: Path, split: str | None = None, blank_unlabelled: bo
         if missing:
             raise ValueError(f"{labels_csv}: missing column(s) {', '.join(sorted(missing))} (need path,occupied)")
         rows, lines = [], {}
+        blank_unlabelled = blank_unlabelled and "rank" in (reader.fieldnames or [])
         for i, row in enumerate(reader, start=2):
             if split is not None and row.get("split") != split:
                 continue

@@ -7,7 +7,8 @@ Several frames may share one folder: labelling a frame again replaces only that 
 
 A proposal set (`parkcast-edge propose`) holds the slots of a day of frames most worth labelling,
 in order (a `rank` column), with `occupied` left blank: the person fills it in from the top until
-they have 20 of each class; `adapt` leaves blank rows out.
+they have 20 of each class; `adapt` leaves blank rows out (in a proposal set only: elsewhere an
+empty `occupied` is an error).
 """
 
 from __future__ import annotations
