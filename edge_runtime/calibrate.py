@@ -324,10 +324,7 @@ def reads_embedding(mode: str) -> bool:
 
 def calibrate_frames(frames: list[Path], slot_map, classifier, out: Path, mode: str) -> dict:
     """Crop every slot of every frame, fit the calibration and write it to `out`."""
-    from PIL import Image, UnidentifiedImageError
-
-    from edge_runtime.preprocess import crop_all
-    from edge_runtime.slotmap import SlotMapError, validate
+    from edge_runtime.preprocess import crop_all, open_frame
 
     if classifier.calibration is not None or classifier.adapter is not None or not classifier.has_embedding:
         raise CalibrationError("calibrate needs the plain base model (with an embedding output), "
@@ -338,15 +335,7 @@ def calibrate_frames(frames: list[Path], slot_map, classifier, out: Path, mode: 
     probabilities, embedding, slots = [], [], []
     ids = np.array([s.slot_id for s in slot_map.slots])
     for frame in frames:
-        try:
-            image = Image.open(frame).convert("RGB")
-        except (OSError, UnidentifiedImageError) as exc:
-            raise CalibrationError(f"{frame}: not a readable image ({exc})") from None
-        try:
-            validate(slot_map, image.size)
-        except SlotMapError as exc:
-            raise CalibrationError(f"{frame}: the slot map does not fit this frame ({exc})") from None
-        p, e = classifier.outputs(crop_all(image, slot_map, classifier.size))
+        p, e = classifier.outputs(crop_all(open_frame(frame, slot_map, CalibrationError), slot_map, classifier.size))
         probabilities.append(p)
         embedding.append(e)
         slots.append(ids)

@@ -90,6 +90,11 @@ def _frame_and_map(frame: Path, slots_path: Path):
     return image, slot_map
 
 
+def _frames(folder: Path) -> list[Path]:
+    """The frames in a folder (.jpg/.jpeg/.png), by name: in time order when named by capture time."""
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+
+
 def _classifier(model: Path | None, adapter: Path | None = None, calibration: Path | None = None):
     from edge_runtime.adapt import AdaptError
     from edge_runtime.classifier import ModelError, SlotClassifier
@@ -149,10 +154,10 @@ def propose(frames_dir: Path, slots_path: Path, out: Path, per_class: int, model
     from edge_runtime.labels import LabelSetError, write_proposal_set
     from edge_runtime.slotmap import SlotMapError, load_slot_map
 
-    frames = sorted(p for p in frames_dir.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
     try:
         slot_map = load_slot_map(slots_path, frame_name)
-        result = write_proposal_set(frames, slot_map, _classifier(model, calibration=calibration), out, per_class)
+        result = write_proposal_set(_frames(frames_dir), slot_map, _classifier(model, calibration=calibration), out,
+                                    per_class)
     except (LabelSetError, SlotMapError, OSError) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(json.dumps(result))
@@ -210,10 +215,9 @@ def calibrate(frames_dir: Path, slots_path: Path, out: Path, model: Path | None,
     from edge_runtime.calibrate import calibrate_frames
     from edge_runtime.slotmap import SlotMapError, load_slot_map
 
-    frames = sorted(p for p in frames_dir.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
     try:
         slot_map = load_slot_map(slots_path, frame_name)
-        result = calibrate_frames(frames, slot_map, _classifier(model), out, mode)
+        result = calibrate_frames(_frames(frames_dir), slot_map, _classifier(model), out, mode)
     except (AdaptError, SlotMapError, OSError) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(json.dumps(result))

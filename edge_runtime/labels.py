@@ -14,12 +14,13 @@ empty `occupied` is an error).
 from __future__ import annotations
 
 import csv
+import io
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from edge_runtime.adapt import MIN_PER_CLASS, check_labels, fit_head, write_adapter
+from edge_runtime.adapt import MIN_PER_CLASS, check_labels, fit_head, replace_atomically, write_adapter
 from edge_runtime.evaluate import read_labels
 from edge_runtime.overlay import draw_overlay
 from edge_runtime.preprocess import crop, to_array
@@ -34,6 +35,15 @@ def _safe(name: str) -> str:
 
 class LabelSetError(ValueError):
     pass
+
+
+def write_rows(path: Path, columns: list[str], rows: list[dict]) -> None:
+    """A labels.csv, replaced whole or not at all (a person's corrections may be in the old one)."""
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, columns, extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+    replace_atomically(path, lambda fh: fh.write(text.getvalue().encode()))
 
 
 def corrected_rows(labels: Path, frame_name: str) -> int:
@@ -77,12 +87,7 @@ def write_label_set(image: Image.Image, frame_name: str, slot_map, classifier, o
     if labels.exists():  # keep the other frames' (perhaps corrected) rows
         with open(labels, newline="") as fh:
             rows = [r for r in csv.DictReader(fh) if r.get("frame") != frame_name] + rows
-    tmp = labels.with_suffix(".tmp")
-    with open(tmp, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, COLUMNS, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rows)
-    tmp.replace(labels)
+    write_rows(labels, COLUMNS, rows)
     overlay = out / f"{_safe(frame_name)}.overlay.png"
     draw_overlay(image, slot_map, probabilities >= 0.5).save(overlay)
     return {"frame": frame_name, "slots": len(rows), "labels": str(labels), "overlay": str(overlay),
@@ -124,9 +129,8 @@ def write_proposal_set(frames: list[Path], slot_map, classifier, out: Path, per_
     """The slots of `frames` most worth labelling (edge_runtime.proposals), in order: their patches
     and a labels.csv with `occupied` blank, PROPOSED_PER_CLASS x 2 x per_class rows at most.
     Refuses a folder that already holds a labels.csv (it may hold a person's labels)."""
-    from edge_runtime.preprocess import crop_all
+    from edge_runtime.preprocess import crop_all, open_frame
     from edge_runtime.proposals import proposal_order
-    from edge_runtime.slotmap import SlotMapError, validate
 
     out = Path(out)
     if (out / "labels.csv").exists():
@@ -140,12 +144,8 @@ def write_proposal_set(frames: list[Path], slot_map, classifier, out: Path, per_
         raise LabelSetError("two frames share a name (before the extension): their patches would share files")
     embedding, probabilities, where = [], [], []
     for frame in frames:
-        try:
-            image = Image.open(frame).convert("RGB")
-            validate(slot_map, image.size)
-        except (OSError, SlotMapError) as exc:
-            raise LabelSetError(f"{frame}: {exc}") from None
-        p, e = classifier.calibrated_outputs(crop_all(image, slot_map, classifier.size))
+        p, e = classifier.calibrated_outputs(crop_all(open_frame(frame, slot_map, LabelSetError), slot_map,
+                                                      classifier.size))
         probabilities.append(p)
         embedding.append(e)
         where += [(frame, slot) for slot in slot_map.slots]
@@ -155,20 +155,17 @@ def write_proposal_set(frames: list[Path], slot_map, classifier, out: Path, per_
     order = proposal_order(np.concatenate(embedding), 2 * per_class)[: PROPOSED_PER_CLASS * 2 * per_class]
     probabilities = np.concatenate(probabilities)
     (out / "patches").mkdir(parents=True, exist_ok=True)
-    rows, images = [], {}
+    rows, chosen = [], {}
     for rank, i in enumerate(order, start=1):
         frame, slot = where[i]
-        if frame not in images:
-            images[frame] = Image.open(frame).convert("RGB")
-        path = Path("patches") / f"{_safe(frame.stem)}__{_safe(slot.slot_id)}.png"
-        crop(images[frame], slot.points, classifier.size).save(out / path)
-        rows.append({"rank": rank, "path": path.as_posix(), "occupied": "", "slot_id": slot.slot_id,
-                     "frame": frame.stem, "model_p": f"{probabilities[i]:.3f}"})
-    tmp = out / "labels.csv.tmp"
-    with open(tmp, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, ["rank", *COLUMNS])
-        writer.writeheader()
-        writer.writerows(rows)
-    tmp.replace(out / "labels.csv")
+        path = f"patches/{_safe(frame.stem)}__{_safe(slot.slot_id)}.png"
+        chosen.setdefault(frame, []).append((path, slot))
+        rows.append({"rank": rank, "path": path, "occupied": "", "slot_id": slot.slot_id, "frame": frame.stem,
+                     "model_p": f"{probabilities[i]:.3f}"})
+    for frame, patches in chosen.items():  # each frame opened once more, one at a time (a Pi's memory)
+        image = Image.open(frame).convert("RGB")
+        for path, slot in patches:
+            crop(image, slot.points, classifier.size).save(out / path)
+    write_rows(out / "labels.csv", ["rank", *COLUMNS], rows)
     return {"frames": len(frames), "patches": len(where), "proposed": len(rows), "per_class": per_class,
             "labels": str(out / "labels.csv")}

@@ -12,6 +12,22 @@ MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
 STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
 
 
+def open_frame(path, slot_map, error: type[Exception]) -> Image.Image:
+    """A frame as RGB, checked against the slot map; `error` says what is wrong with it (for the
+    commands that read a folder of frames: calibrate, propose)."""
+    from edge_runtime.slotmap import SlotMapError, validate
+
+    try:
+        image = Image.open(path).convert("RGB")
+    except OSError as exc:  # UnidentifiedImageError included
+        raise error(f"{path}: not a readable image ({exc})") from None
+    try:
+        validate(slot_map, image.size)
+    except SlotMapError as exc:
+        raise error(f"{path}: the slot map does not fit this frame ({exc})") from None
+    return image
+
+
 def order_corners(points) -> np.ndarray:
     """tl, tr, br, bl by angle around the centroid, starting from the corner nearest the image
     origin; a slot's orientation in the frame does not matter (training rotates patches)."""
