@@ -76,18 +76,18 @@ def main() -> None:
                              "proposed": labelled(proposal_order(e, 2 * k, d), y, k)}
                     for way, pick in picks.items():
                         test = np.setdiff1d(everything, pick)
-                        for adapter, b in zip(ADAPTERS, (None, basis)):
+                        for adapter, b in zip(ADAPTERS, (None, basis), strict=True):
                             whole.setdefault((name, way, k, adapter), []).append(accuracy(e, p, y, pick, test, b))
             for half, day in ((f"{name}, later half tested", ~later), (f"{name}, earlier half tested", later)):
                 day_index, test = np.flatnonzero(day), np.flatnonzero(~day)
                 day_basis = pool_basis(e[day])
                 for d in range(args.draws):
                     pick = day_index[labelled(proposal_order(e[day], 40, d), y[day], 20)]
-                    for adapter, b in zip(ADAPTERS, (None, day_basis)):
+                    for adapter, b in zip(ADAPTERS, (None, day_basis), strict=True):
                         day_results.setdefault((half, adapter), []).append(accuracy(e, p, y, pick, test, b))
             print(f"{dump} {name}: done ({time.perf_counter() - started:.0f} s)", flush=True)
 
-    print(f"\ncomponents kept (90 % of the pool's variance): "
+    print("\ncomponents kept (90 % of the pool's variance): "
           + ", ".join(f"{c} {sorted(v)}" for c, v in kept.items()))
     print(f"\n{'camera':<14} {'labels':<9} {'k':>3} {'today mean/min':>16} {'subspace mean/min':>19} {'gain':>8}")
     for c in CAMERAS:
