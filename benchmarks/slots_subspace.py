@@ -10,8 +10,8 @@ where the camera's patches vary (principal components) and let the labels move t
 those directions. Here: standardise on the pool (the unlabelled patches), keep the fewest principal
 components holding 90 % of its variance (35-38 of 144 on these cameras, counted without labels),
 fit the head as `adapt` does (same strengths, same CV, same do-no-harm rule) on those coordinates,
-and map it back to a head over the full embedding (same file format). `edge_runtime.adapt.pool_basis`
-and `fit_head(..., basis=)`.
+and map it back to a head over the full embedding (same file format): `pool_basis` below and
+`edge_runtime.adapt.fit_head(..., basis=)`.
 
 Pools: the whole held-out source (as slots_propose.py's proposals; the labelled patches are left
 out of the test), and with `--days` semantics built in: the installer's day (half the frames in
@@ -26,6 +26,10 @@ dumps (benchmarks/slots_seeds.py) x 10 draws:
      today's adapter;
   3. the day (pool and proposals from one half, the other half tested), k=20: no half more than
      0.002 below today's adapter.
+Result (831c056, one run, 6 min): it fails rule 1, a tie everywhere. Proposed, k=20: camera A
+0.9885 against 0.9889, PUCPR 0.9886 against 0.9890; every gain within +-0.0015. The head's freedom
+in the camera's low-variance directions is not what the last 1 % of errors come from. `adapt` is
+unchanged (fit_head keeps its `basis` argument so this script reproduces).
 
     .venv/bin/python benchmarks/slots_subspace.py --dumps DIR7 DIR1 DIR2 DIR3
 """
@@ -45,10 +49,22 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from slots import SHOTS, held_out_dumps  # noqa: E402
 from slots_propose import CAMERAS, labelled  # noqa: E402
 
-from edge_runtime.adapt import Adapter, fit_head, pool_basis  # noqa: E402
+from edge_runtime.adapt import EPS, Adapter, fit_head, standardisation  # noqa: E402
 from edge_runtime.proposals import proposal_order  # noqa: E402
 
 ADAPTERS = ("today", "subspace")
+
+
+def pool_basis(embedding: np.ndarray, share: float = 0.9) -> dict:
+    """The camera's own directions of variation, from its unlabelled patches: their standardisation
+    and the fewest principal components that hold `share` of their variance (rows, unit length)."""
+    embedding = np.asarray(embedding, dtype=np.float64)
+    center, scale = standardisation(embedding)
+    z = (embedding - center) / scale
+    _, singular, components = np.linalg.svd(z - z.mean(axis=0), full_matrices=False)
+    explained = np.cumsum(np.square(singular)) / max(float(np.square(singular).sum()), EPS)
+    keep = int(np.searchsorted(explained, share) + 1)
+    return {"center": center, "scale": scale, "components": components[:keep]}
 
 
 def accuracy(e, p, y, pick, test, basis) -> float:

@@ -25,8 +25,6 @@ MIN_PER_CLASS = 3
 # L2 pull towards the base model; CV picks one. 1e6: the base model with its threshold moved only.
 STRENGTHS = (0.0003, 0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 1e6)
 CV_FOLDS = 10
-# pool_basis keeps the principal components holding this share of the camera's variance
-POOL_VARIANCE_SHARE = 0.9
 EPS = 1e-6
 
 
@@ -103,22 +101,10 @@ def check_labels(occupied: np.ndarray) -> None:
                          "of each (20 of each gives the best results)")
 
 
-def pool_basis(embedding: np.ndarray, share: float = POOL_VARIANCE_SHARE) -> dict:
-    """The camera's own directions of variation, from its unlabelled patches: their standardisation
-    and the fewest principal components that hold `share` of their variance (rows, unit length)."""
-    embedding = np.asarray(embedding, dtype=np.float64)
-    center, scale = standardisation(embedding)
-    z = (embedding - center) / scale
-    _, singular, components = np.linalg.svd(z - z.mean(axis=0), full_matrices=False)
-    explained = np.cumsum(np.square(singular)) / max(float(np.square(singular).sum()), EPS)
-    keep = int(np.searchsorted(explained, share) + 1)
-    return {"center": center, "scale": scale, "components": components[:keep]}
-
-
 def fit_head(embedding: np.ndarray, probabilities: np.ndarray, occupied: np.ndarray, basis: dict | None = None) -> dict:
-    """The adapter's head from labelled patches (their embeddings and base probabilities). With a
-    `basis` (pool_basis of the camera's unlabelled patches) the head moves only along the camera's
-    own directions of variation; the head it returns reads the full embedding either way."""
+    """The adapter's head from labelled patches (their embeddings and base probabilities). A `basis`
+    (center, scale, components: benchmarks/slots_subspace.py, a tie, not used by `adapt`) lets the
+    head move only along those directions; the head it returns reads the full embedding either way."""
     y = np.asarray(occupied, dtype=np.float64)
     check_labels(y)
     embedding = np.asarray(embedding, dtype=np.float64)
