@@ -3,15 +3,15 @@
 `adapt` fits a logistic head over the standardised 144-wide embedding, with an L2 pull towards the
 base model chosen by cross-validation on the person's labels; the standardisation comes from the
 labelled patches themselves. With 20 labels per class, proposed by `parkcast-edge propose`, both
-unseen cameras reach 0.989 (benchmarks/slots_propose.py); 100 labels per class reach 0.996, so the
-head's estimate from 40 labels, not the embedding, limits it. An installer who runs `propose` has
-the camera's unlabelled patches anyway. The classic semi-supervised use of them: learn from them
-where the camera's patches vary (principal components) and let the labels move the head only along
-those directions. Here: standardise on the pool (the unlabelled patches), keep the fewest principal
-components holding 90 % of its variance (35-38 of 144 on these cameras, counted without labels),
-fit the head as `adapt` does (same strengths, same CV, same do-no-harm rule) on those coordinates,
-and map it back to a head over the full embedding (same file format): `pool_basis` below and
-`edge_runtime.adapt.fit_head(..., basis=)`.
+unseen cameras reach 0.989 (benchmarks/slots_propose.py); on camera A 100 labels per class reached
+0.996 (an earlier model), so the head's estimate from 40 labels, not the embedding, limits it. An
+installer who runs `propose` has the camera's unlabelled patches anyway. The classic semi-
+supervised use of them: learn from them where the camera's patches vary (principal components) and
+let the labels move the head only along those directions. Here: standardise on the pool (the
+unlabelled patches), keep the fewest principal components holding 90 % of its variance (35-38 of
+144 on these cameras, counted without labels), fit the head as `adapt` does (same strengths, same
+CV, same do-no-harm rule) on those coordinates, and map it back to a head over the full embedding
+(same file format): `pool_basis` below and `edge_runtime.adapt.fit_head(..., basis=)`.
 
 Pools: the whole held-out source (as slots_propose.py's proposals; the labelled patches are left
 out of the test), and with `--days` semantics built in: the installer's day (half the frames in

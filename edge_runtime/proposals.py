@@ -7,7 +7,8 @@ patches, their embedding standardised on themselves, go into 2k k-means clusters
 cluster, nearest its centre first; the proposals go round the clusters, largest first. Labelling
 them in order until k of each class: +0.014 / +0.016 accuracy at k = 20 on the two held-out
 cameras against random slots (benchmarks/slots_propose.py). Numpy only, deterministic on a machine
-(another kind of CPU rounds the embedding otherwise and may propose other slots: benchmarks/edge_arm.py).
+(another kind of CPU rounds the embedding and numpy's sums otherwise and may propose other slots:
+benchmarks/edge_arm.py).
 """
 
 from __future__ import annotations
