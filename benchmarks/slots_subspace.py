@@ -5,8 +5,8 @@ base model chosen by cross-validation on the person's labels; the standardisatio
 labelled patches themselves. With 20 labels per class, proposed by `parkcast-edge propose`, both
 unseen cameras reach 0.989 (benchmarks/slots_propose.py); on camera A 100 labels per class reached
 0.996 (an earlier model), so the head's estimate from 40 labels, not the embedding, limits it. An
-installer who runs `propose` has the camera's unlabelled patches anyway. The classic semi-
-supervised use of them: learn from them where the camera's patches vary (principal components) and
+installer who runs `propose` has the camera's unlabelled patches anyway. The classic
+semi-supervised use of them: learn from them where the camera's patches vary (principal components) and
 let the labels move the head only along those directions. Here: standardise on the pool (the
 unlabelled patches), keep the fewest principal components holding 90 % of its variance (35-38 of
 144 on these cameras, counted without labels), fit the head as `adapt` does (same strengths, same
