@@ -226,6 +226,7 @@ def cli_sequence(python: list[str], day: Path, slots: Path, work: Path, cwd: Pat
     import csv
     import json
 
+    from edge_runtime.labels import write_rows
     from edge_runtime.slotmap import load_slot_map
 
     frame = slots.with_suffix(".png")
@@ -255,10 +256,7 @@ def cli_sequence(python: list[str], day: Path, slots: Path, work: Path, cwd: Pat
             labelled.append((row["frame"], row["slot_id"]))
         if min(counts) == 20:
             break
-    with open(work / "proposed" / "labels.csv", "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    write_rows(work / "proposed" / "labels.csv", list(rows[0]), rows)
     edge("adapt", "--labels", work / "proposed" / "labels.csv", "--out", work / "adapter.json")
     adapted = json.loads(edge("classify", "--frame", frame, "--slots", slots, "--adapter", work / "adapter.json"))
     head, right = json.loads((work / "adapter.json").read_text())["head"], truth(slots)

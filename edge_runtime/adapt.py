@@ -109,12 +109,12 @@ def fit_head(embedding: np.ndarray, probabilities: np.ndarray, occupied: np.ndar
     check_labels(y)
     embedding = np.asarray(embedding, dtype=np.float64)
     if basis is None:
-        center, scale = standardisation(embedding)  # on the person's labels
-        components = np.eye(embedding.shape[1])
+        center, scale, components = *standardisation(embedding), None  # on the person's labels
     else:
         center, scale, components = basis["center"], basis["scale"], basis["components"]
-    full = design(embedding, probabilities, center, scale)
-    x = np.hstack([full[:, :-2] @ components.T, full[:, -2:]])
+    x = design(embedding, probabilities, center, scale)
+    if components is not None:
+        x = np.hstack([x[:, :-2] @ components.T, x[:, -2:]])
     weights = class_weights(y)
     folds = np.arange(len(y)) % min(len(y), CV_FOLDS)  # deterministic: every k-th label
     cv, right = {}, {}
@@ -135,7 +135,8 @@ def fit_head(embedding: np.ndarray, probabilities: np.ndarray, occupied: np.ndar
     else:
         strength = min(STRENGTHS, key=lambda s: (cv[s], -s))  # ties: the stronger pull, nearer the base
         theta = newton(x, y, weights, strength)
-    theta = np.concatenate([components.T @ theta[:-2], theta[-2:]])  # back to the full embedding
+    if components is not None:
+        theta = np.concatenate([components.T @ theta[:-2], theta[-2:]])  # back to the full embedding
     return {"center": center.tolist(), "scale": scale.tolist(), "weights": theta[:-1].tolist(),
             "bias": float(theta[-1]), "strength": strength,
             "cv_log_loss": round(cv[strength], 4) if strength else None, "base_accuracy": round(base, 4),

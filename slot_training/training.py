@@ -519,7 +519,8 @@ Decides, for one parking space cropped from a camera frame, whether it is taken.
   `parkcast-edge propose` pick slots over its frames, label 20 free and 20 taken of them from the
   top and run `parkcast-edge adapt`: 0.989 on both unseen cameras with slots proposed from all
   their frames, against 0.973 with random ones (`benchmarks/slots_propose.py`, mean over four
-  training seeds x 10 draws; 0.979-0.989 proposed from half the frames, tested on the other half).
+  training seeds x 10 draws; 0.979-0.989 proposed from half the frames, tested on the other half;
+  the same cameras chose to ship `propose`).
   Slots must be mapped per camera (docs/edge.md). The int8 model has 7-bit weights, so x86 CPUs
   give the reference answers within rounding (8-bit weights saturated on x86 CPUs without VNNI;
   a Pi 4's and a Pi 5's CPU, emulated, answer alike: `benchmarks/edge_arm.py`).
